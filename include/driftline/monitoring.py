@@ -1,0 +1,127 @@
+"""Drift monitoring: recent data and served inputs against the live model's reference.
+
+Each monitored interval gets one report directory ``reports/drift/<report_id>/`` with the
+Evidently HTML/JSON reports and a ``summary.json``. Rerunning an interval rewrites the same
+report id. A report that crosses the threshold may start one retraining: the retrain trigger
+*claims* it (an exclusive file create), so the same report never triggers twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from driftline.evaluation import feature_drift
+from driftline.features import build_features
+from driftline.registry import Registry
+from driftline.settings import Settings
+from driftline.versioning import DataRepo
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "summary.json"
+CLAIM_FILE = "retrain_claim.json"
+MIN_ROWS = 200
+
+
+def drift_dir(settings: Settings) -> Path:
+    return settings.reports_dir / "drift"
+
+
+def report_id_for(start: dt.date, end: dt.date) -> str:
+    """Deterministic id of the report for an interval (so reruns overwrite, not add)."""
+    return f"drift_{start.isoformat()}_{end.isoformat()}"
+
+
+def _served_inputs(settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
+    from driftline.serving.prediction_log import read_served_inputs
+
+    return read_served_inputs(settings.serving_dir, start, end)
+
+
+def run_drift_report(settings: Settings, start: dt.date, end: dt.date,
+                     data_version: str | None = None) -> dict:
+    """Build the drift report of ``[start, end]`` against the champion's reference data.
+
+    Two current datasets are compared when present: the ingested partitions of the interval
+    and the inputs the model server logged for flights in it. The report's ``share`` is the
+    larger of the two drifted-column shares.
+
+    :raises LookupError: there is no champion yet, or no data in the interval.
+    """
+    champion = Registry(settings.registry_dir, settings.model_name).champion()
+    if champion is None:
+        raise LookupError("no champion model is live yet: nothing to monitor against")
+    repo = DataRepo(settings.data_repo, settings.dvc_remote)
+    data_version = data_version or repo.head()
+    reference = champion.reference()
+    report_id = report_id_for(start, end)
+    out = drift_dir(settings) / report_id
+    out.mkdir(parents=True, exist_ok=True)
+
+    datasets = {}
+    lake = build_features(repo.read_days(data_version, start, end))
+    datasets["lake"] = feature_drift(lake, reference, out / "lake.html", out / "lake.json")
+    datasets["lake"]["rows"] = len(lake)
+    served = _served_inputs(settings, start, end)
+    if len(served) >= MIN_ROWS:
+        datasets["served"] = feature_drift(build_features(served), reference,
+                                           out / "served.html", out / "served.json")
+        datasets["served"]["rows"] = len(served)
+    else:
+        log.info("only %d served rows in %s..%s (< %d): served inputs not compared",
+                 len(served), start, end, MIN_ROWS)
+    share = max(d["share"] for d in datasets.values())
+    threshold = settings.monitor.drift_share_threshold
+    summary = {
+        "report_id": report_id, "start": start.isoformat(), "end": end.isoformat(),
+        "model_version": champion.version, "data_version": data_version,
+        "share": share, "threshold": threshold, "crossed": share >= threshold,
+        "datasets": datasets, "report_dir": str(out),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    tmp = out / f".{SUMMARY_FILE}.{os.getpid()}"
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, out / SUMMARY_FILE)
+    log.info("drift %s: share %.3f (threshold %.3f) %s; drifted lake columns: %s", report_id,
+             share, threshold, "CROSSED" if summary["crossed"] else "below",
+             ", ".join(datasets["lake"]["drifted"]) or "none")
+    return summary
+
+
+def list_drift_reports(reports_root: Path) -> list[dict]:
+    """Every drift report summary under ``reports_root``, oldest interval first, each with
+    ``claimed`` set when it already triggered a retraining."""
+    reports = []
+    for summary in sorted(Path(reports_root).glob(f"*/{SUMMARY_FILE}")):
+        data = json.loads(summary.read_text())
+        claim = summary.parent / CLAIM_FILE
+        data["claimed"] = json.loads(claim.read_text()) if claim.exists() else None
+        reports.append(data)
+    return sorted(reports, key=lambda r: (r["end"], r["report_id"]))
+
+
+def find_unclaimed_crossing(reports_root: Path, threshold: float) -> dict | None:
+    """The oldest report whose share crosses ``threshold`` and that has not triggered yet."""
+    for report in list_drift_reports(reports_root):
+        if report["share"] >= threshold and not report["claimed"]:
+            return report
+    return None
+
+
+def claim_report(reports_root: Path, report_id: str, claimant: str) -> bool:
+    """Mark a report as having triggered retraining. Only the first caller gets ``True``."""
+    path = Path(reports_root) / report_id / CLAIM_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"by": claimant,
+                   "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}, fh)
+    return True

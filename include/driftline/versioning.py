@@ -1,0 +1,182 @@
+"""The versioned data lake: one Parquet partition per day in a git + DVC repository.
+
+A *data version* is the git commit of the data repository: it pins every partition's
+content hash (the ``.dvc`` files), so training can read exactly what it was given with
+:meth:`DataRepo.read_days`, here or in a pod that only has the git URL and the DVC remote.
+
+Writes take an exclusive file lock on the repository: DVC and git both refuse concurrent
+writers ("Unable to acquire lock"), and backfills run many days at once. Reads at a fixed
+revision need no lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from filelock import FileLock
+
+from driftline.sources import LANDING_COLUMNS
+
+log = logging.getLogger(__name__)
+
+PARTITION_ROOT = "flights"
+TEXT_COLUMNS = {"carrier", "tailnum", "origin", "dest", "time_hour"}
+SORT_KEY = ["time_hour", "origin", "carrier", "flight", "sched_dep_time", "tailnum"]
+
+
+@dataclass(frozen=True)
+class PartitionVersion:
+    """What one stored partition is: its day, content hash, rows and data version."""
+
+    day: str
+    md5: str
+    rows: int
+    data_version: str
+    path: str
+    changed: bool
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def canonical_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Fixed column order, types and row order, so the same rows always hash the same."""
+    out = df[LANDING_COLUMNS].copy()
+    for column in LANDING_COLUMNS:
+        if column in TEXT_COLUMNS:
+            out[column] = out[column].astype("string")
+        else:
+            out[column] = pd.to_numeric(out[column]).astype("float64")
+    out = out.drop_duplicates()
+    return out.sort_values(SORT_KEY, kind="stable", na_position="last").reset_index(drop=True)
+
+
+class DataRepo:
+    """A git + DVC repository of daily partitions with a DVC remote.
+
+    :param root: the repository's working directory (created on first use).
+    :param remote_url: DVC remote, a local directory or an ``s3://`` URL.
+    :param lock_path: file used to serialise writers; default next to ``root``.
+    """
+
+    def __init__(self, root: Path, remote_url: str, lock_path: Path | None = None):
+        self.root = Path(root).absolute()
+        self.remote_url = remote_url
+        self.lock = FileLock(str(lock_path or self.root.with_name(self.root.name + ".lock")),
+                             timeout=900)
+
+    # -- setup -------------------------------------------------------------------------
+    def _git(self, *args: str) -> str:
+        result = subprocess.run(["git", "-C", str(self.root), *args], check=True,
+                                capture_output=True, text=True)
+        return result.stdout.strip()
+
+    def ensure(self) -> None:
+        """Create the repository and its remote if they do not exist yet (idempotent)."""
+        with self.lock:
+            if (self.root / ".dvc").is_dir():
+                return
+            from dvc.repo import Repo
+
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not (self.root / ".git").exists():
+                self._git("init", "-q", "-b", "main")
+            self._git("config", "user.name", "driftline")
+            self._git("config", "user.email", "driftline@localhost")
+            if "://" not in self.remote_url:
+                Path(self.remote_url).mkdir(parents=True, exist_ok=True)
+            with Repo.init(str(self.root)) as repo, repo.config.edit() as conf:
+                conf["remote"]["storage"] = {"url": self.remote_url}
+                conf["core"]["remote"] = "storage"
+                conf["core"]["autostage"] = True
+            self._git("add", "-A")
+            self._git("commit", "-q", "-m", "Initialise driftline data repository")
+            log.info("initialised data repository %s with remote %s", self.root, self.remote_url)
+
+    # -- writing -----------------------------------------------------------------------
+    def partition_path(self, day: dt.date) -> Path:
+        return self.root / PARTITION_ROOT / f"date={day.isoformat()}" / "flights.parquet"
+
+    def head(self) -> str:
+        """The newest data version."""
+        return self._git("rev-parse", "HEAD")
+
+    def write_partition(self, day: dt.date, rows: pd.DataFrame) -> PartitionVersion:
+        """Store one day's rows as its partition, version it and push it to the remote.
+
+        Rerunning with the same rows changes nothing and returns the same hash.
+        The partition file is replaced atomically; nothing is committed if a step fails.
+        """
+        self.ensure()
+        frame = canonical_frame(rows)
+        target = self.partition_path(day)
+        with self.lock:
+            from dvc.repo import Repo
+
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            frame.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+            os.replace(tmp, target)
+            with Repo(str(self.root)) as repo:
+                repo.add(str(target))
+                repo.push()
+            dvc_file = target.with_name(target.name + ".dvc")
+            self._git("add", str(dvc_file), str(target.parent / ".gitignore"))
+            changed = bool(self._git("status", "--porcelain", "--", str(target.parent)))
+            if changed:
+                self._git("commit", "-q", "-m",
+                          f"Ingest flights {day.isoformat()}: {len(frame)} rows")
+            md5 = _md5_from_dvc_file(dvc_file)
+            version = PartitionVersion(day=day.isoformat(), md5=md5, rows=len(frame),
+                                       data_version=self.head(), path=str(target),
+                                       changed=changed)
+        log.info("partition %s: %d rows, md5 %s, data version %s (%s)", day, len(frame), md5,
+                 version.data_version[:12], "new commit" if changed else "unchanged")
+        return version
+
+    # -- reading -----------------------------------------------------------------------
+    def list_days(self, data_version: str) -> list[dt.date]:
+        """Days that have a partition at ``data_version``."""
+        from dvc.api import DVCFileSystem
+
+        fs = DVCFileSystem(str(self.root), rev=data_version)
+        days = []
+        for entry in fs.ls(f"/{PARTITION_ROOT}", detail=False):
+            name = entry.rstrip("/").rsplit("/", 1)[-1]
+            if name.startswith("date="):
+                days.append(dt.date.fromisoformat(name[len("date="):]))
+        return sorted(days)
+
+    def read_days(self, data_version: str, start: dt.date, end: dt.date) -> pd.DataFrame:
+        """All rows from ``start`` to ``end`` (inclusive) exactly as of ``data_version``.
+
+        :raises LookupError: no partition of that range exists at that version.
+        """
+        from dvc.api import DVCFileSystem
+
+        fs = DVCFileSystem(str(self.root), rev=data_version)
+        days = [d for d in self.list_days(data_version) if start <= d <= end]
+        if not days:
+            raise LookupError(f"data version {data_version[:12]} has no partition between "
+                              f"{start} and {end}")
+        frames = []
+        for day in days:
+            with fs.open(f"/{PARTITION_ROOT}/date={day.isoformat()}/flights.parquet") as fh:
+                frames.append(pd.read_parquet(fh))
+        log.info("read %d partitions (%s .. %s) at data version %s", len(days), days[0],
+                 days[-1], data_version[:12])
+        return pd.concat(frames, ignore_index=True)
+
+
+def _md5_from_dvc_file(path: Path) -> str:
+    for line in Path(path).read_text().splitlines():
+        line = line.strip().lstrip("- ")
+        if line.startswith("md5:"):
+            return line.split(":", 1)[1].strip()
+    raise ValueError(f"{path}: no md5 recorded")

@@ -1,0 +1,84 @@
+"""Connection to driftline's state: where it lives and the DVC remote's credentials."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Any
+
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
+from driftline.settings import Settings, load_settings
+
+
+class DriftlineHook(BaseHook):
+    """Resolve driftline settings from an Airflow Connection, else the embedded defaults.
+
+    Connection fields (all optional): ``extra.home`` (state directory), ``extra.config``
+    (TOML file), ``extra.dvc_remote_url`` (e.g. ``s3://bucket/dvc``), ``extra.endpoint_url``
+    (S3-compatible endpoint); ``login``/``password`` are the remote's access key and secret,
+    handed to DVC through the environment only, never written to files.
+
+    :param driftline_conn_id: the connection id; missing means defaults.
+    """
+
+    conn_name_attr = "driftline_conn_id"
+    default_conn_name = "driftline_default"
+    conn_type = "driftline"
+    hook_name = "driftline"
+
+    def __init__(self, driftline_conn_id: str = default_conn_name, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.driftline_conn_id = driftline_conn_id
+
+    def _connection(self):
+        try:
+            return self.get_connection(self.driftline_conn_id)
+        except AirflowNotFoundException:
+            return None
+
+    def get_settings(self) -> Settings:
+        """driftline settings for this connection (defaults when it does not exist)."""
+        conn = self._connection()
+        extra = conn.extra_dejson if conn else {}
+        settings = load_settings(home=extra.get("home"), config=extra.get("config"))
+        if extra.get("dvc_remote_url"):
+            from dataclasses import replace
+
+            settings = replace(settings, dvc_remote_url=extra["dvc_remote_url"])
+        return settings
+
+    def remote_env(self) -> dict[str, str]:
+        """Environment variables that give DVC the remote's credentials."""
+        conn = self._connection()
+        if not conn or not conn.login:
+            return {}
+        env = {"AWS_ACCESS_KEY_ID": conn.login, "AWS_SECRET_ACCESS_KEY": conn.password or ""}
+        if conn.extra_dejson.get("endpoint_url"):
+            env["AWS_ENDPOINT_URL"] = conn.extra_dejson["endpoint_url"]
+        return env
+
+    @contextmanager
+    def remote_credentials(self):
+        """Expose the remote credentials to DVC for the duration of a block."""
+        env = self.remote_env()
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": ["schema", "port"],
+            "relabeling": {"login": "DVC remote access key", "password": "DVC remote secret",
+                           "host": "(unused)"},
+            "placeholders": {"extra": '{"home": "/data/driftline", '
+                                      '"dvc_remote_url": "s3://bucket/dvc"}'},
+        }

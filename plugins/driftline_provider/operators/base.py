@@ -1,0 +1,37 @@
+"""What every driftline operator shares: the connection and the settings it resolves to."""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from driftline.settings import Settings
+
+from driftline_provider.hooks.driftline import DriftlineHook
+
+
+class DriftlineBaseOperator(BaseOperator):
+    """Base for driftline operators.
+
+    :param driftline_conn_id: connection naming driftline's state and DVC remote.
+    """
+
+    def __init__(self, *, driftline_conn_id: str = DriftlineHook.default_conn_name,
+                 **kwargs: Any):
+        super().__init__(**kwargs)
+        self.driftline_conn_id = driftline_conn_id
+
+    @cached_property
+    def hook(self) -> DriftlineHook:
+        return DriftlineHook(self.driftline_conn_id)
+
+    @cached_property
+    def settings(self) -> Settings:
+        return self.hook.get_settings()
+
+
+def run_slug(context) -> str:
+    """A filesystem-safe name for this DAG run, for per-run report directories."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", context["run_id"])

@@ -1,0 +1,51 @@
+"""Drift report of a data interval against the live model's reference data."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk import Asset
+from airflow.sdk.exceptions import AirflowSkipException
+
+from driftline_provider.assets import DRIFT_REPORTS
+from driftline_provider.operators.base import DriftlineBaseOperator
+
+
+class DriftReportOperator(DriftlineBaseOperator):
+    """Write the Evidently drift report for ``[start, end]`` and publish its summary.
+
+    Skips (rather than fails) while no champion is live: there is nothing to drift from.
+
+    :param start: first day (templated, default the interval's start).
+    :param end: last day, inclusive (templated, default the day before the interval's end).
+    """
+
+    template_fields = ("start", "end")
+
+    def __init__(self, *, start: str = "{{ data_interval_start | ds }}",
+                 end: str = "{{ macros.ds_add(data_interval_end | ds, -1) }}",
+                 asset: Asset = DRIFT_REPORTS, **kwargs: Any):
+        super().__init__(outlets=[asset], **kwargs)
+        self.start = start
+        self.end = end
+        self.asset = asset
+
+    def execute(self, context) -> dict:
+        from driftline.monitoring import run_drift_report
+        from driftline.registry import Registry
+
+        settings = self.settings
+        if Registry(settings.registry_dir, settings.model_name).champion() is None:
+            raise AirflowSkipException("no champion model is live yet; nothing to monitor")
+        try:
+            summary = run_drift_report(settings, dt.date.fromisoformat(self.start),
+                                       dt.date.fromisoformat(self.end))
+        except LookupError as exc:  # no partitions in this interval (e.g. a future month)
+            raise AirflowSkipException(str(exc)) from exc
+        self.log.info("drift share %.3f vs threshold %.3f (%s); report %s", summary["share"],
+                      summary["threshold"], "CROSSED" if summary["crossed"] else "below",
+                      summary["report_dir"])
+        context["outlet_events"][self.asset].extra = {
+            k: summary[k] for k in ("report_id", "share", "threshold", "crossed")}
+        return summary

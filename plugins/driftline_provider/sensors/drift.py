@@ -1,0 +1,87 @@
+"""Sensor that waits for a drift report crossing the threshold and claims it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+
+from driftline_provider.hooks.driftline import DriftlineHook
+from driftline_provider.triggers.drift import DriftReportTrigger
+
+
+class DriftThresholdSensor(BaseSensorOperator):
+    """Wait for a drift report whose drifted-column share crosses the threshold.
+
+    The report found is *claimed* before the sensor succeeds, so the same report never
+    starts two retrainings, even with several sensors or reruns. Returns (XCom) the report
+    id, share, threshold and interval.
+
+    :param threshold: drifted-column share; default the settings' monitor threshold.
+    :param deferrable: wait in the triggerer instead of holding a worker slot.
+    :param driftline_conn_id: connection naming driftline's state.
+    """
+
+    def __init__(self, *, threshold: float | None = None, deferrable: bool = True,
+                 driftline_conn_id: str = DriftlineHook.default_conn_name, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.threshold = threshold
+        self.deferrable = deferrable
+        self.driftline_conn_id = driftline_conn_id
+
+    def _settings(self):
+        return DriftlineHook(self.driftline_conn_id).get_settings()
+
+    def _threshold(self, settings) -> float:
+        return settings.monitor.drift_share_threshold if self.threshold is None \
+            else self.threshold
+
+    def poke(self, context) -> PokeReturnValue:
+        from driftline.monitoring import claim_report, drift_dir, find_unclaimed_crossing
+
+        settings = self._settings()
+        report = find_unclaimed_crossing(drift_dir(settings), self._threshold(settings))
+        if report and claim_report(drift_dir(settings), report["report_id"],
+                                   claimant=context["run_id"]):
+            return PokeReturnValue(is_done=True, xcom_value=self._result(report, settings))
+        return PokeReturnValue(is_done=False)
+
+    def execute(self, context):
+        if not self.deferrable:
+            return super().execute(context)
+        result = self.poke(context)
+        if result.is_done:
+            return result.xcom_value
+        self._defer()
+
+    def _defer(self) -> None:
+        from driftline.monitoring import drift_dir
+
+        settings = self._settings()
+        self.defer(trigger=DriftReportTrigger(str(drift_dir(settings)), self._threshold(settings),
+                                              settings.monitor.poke_interval_s),
+                   method_name="execute_complete", timeout=self.timeout)
+
+    def execute_complete(self, context, event: dict) -> dict:
+        """Claim the report the trigger found; if another run claimed it first, wait again."""
+        from driftline.monitoring import claim_report, drift_dir
+
+        settings = self._settings()
+        if claim_report(drift_dir(settings), event["report_id"], claimant=context["run_id"]):
+            report = next(r for r in _reports(settings) if r["report_id"] == event["report_id"])
+            return self._result(report, settings)
+        self.log.info("report %s was claimed by another run; waiting again", event["report_id"])
+        self._defer()
+
+    def _result(self, report: dict, settings) -> dict:
+        self.log.info("drift report %s: share %.3f >= threshold %.3f: retraining",
+                      report["report_id"], report["share"], self._threshold(settings))
+        return {"report_id": report["report_id"], "share": report["share"],
+                "threshold": self._threshold(settings), "start": report["start"],
+                "end": report["end"], "data_version": report["data_version"]}
+
+
+def _reports(settings):
+    from driftline.monitoring import drift_dir, list_drift_reports
+
+    return list_drift_reports(drift_dir(settings))

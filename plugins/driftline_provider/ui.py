@@ -1,0 +1,44 @@
+"""A small page inside the Airflow UI: models, gates, live slot and drift at a glance."""
+
+from __future__ import annotations
+
+import html
+
+from airflow.plugins_manager import AirflowPlugin
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+
+from driftline_provider.hooks.driftline import DriftlineHook
+
+app = FastAPI(title="driftline", description="driftline model lifecycle state")
+
+
+def _view() -> dict:
+    from driftline.overview import collect
+
+    return collect(DriftlineHook().get_settings())
+
+
+@app.get("/api/overview")
+def overview() -> dict:
+    """Machine-readable state: models, champion, gate verdicts, drift reports, slots."""
+    return _view()
+
+
+@app.get("/", response_class=HTMLResponse)
+def page() -> str:
+    from driftline.overview import render_text
+
+    text = html.escape(render_text(_view()))
+    return (f"<!doctype html><title>driftline</title><h1>driftline</h1>"
+            f"<pre style='font-size:13px'>{text}</pre>"
+            f"<p><a href='api/overview'>JSON</a></p>")
+
+
+class DriftlinePlugin(AirflowPlugin):
+    """Mounts the driftline page at ``/driftline`` and links it from the Browse menu."""
+
+    name = "driftline"
+    fastapi_apps = [{"app": app, "url_prefix": "/driftline", "name": "driftline"}]
+    external_views = [{"name": "driftline", "href": "/driftline/", "destination": "nav",
+                       "category": "browse"}]
