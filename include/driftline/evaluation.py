@@ -112,9 +112,11 @@ def _metric_values(snapshot) -> dict[str, float]:
     return values
 
 
-def feature_drift(current: pd.DataFrame, reference: pd.DataFrame, html_path: Path | None = None,
-                  json_path: Path | None = None) -> dict:
+def feature_drift(current: pd.DataFrame, reference: pd.DataFrame, threshold: float,
+                  html_path: Path | None = None, json_path: Path | None = None) -> dict:
     """Evidently data drift of ``current`` against ``reference`` over the model's features.
+
+    :param threshold: per-column drift score above which a column counts as drifted.
 
     :return: ``{"share", "count", "columns": {name: drift score}, "drifted": [names]}``.
     """
@@ -128,7 +130,8 @@ def feature_drift(current: pd.DataFrame, reference: pd.DataFrame, html_path: Pat
     cur = Dataset.from_pandas(current[FEATURES].reset_index(drop=True), data_definition=definition)
     ref = Dataset.from_pandas(reference[FEATURES].reset_index(drop=True),
                               data_definition=definition)
-    snapshot = Report([DataDriftPreset()], include_tests=True).run(cur, ref)
+    snapshot = Report([DataDriftPreset(threshold=threshold)], include_tests=True).run(
+        cur, ref)
     if html_path:
         snapshot.save_html(str(html_path))
     if json_path:
@@ -155,12 +158,13 @@ def summarize_drift(report: dict) -> dict:
 
 
 def run_gate(candidate: ModelVersion, champion: ModelVersion | None, limits: GateSettings,
-             report_dir: Path) -> GateVerdict:
+             report_dir: Path, column_drift_threshold: float = 0.3) -> GateVerdict:
     """Compare ``candidate`` with ``champion`` and decide whether it may be deployed.
 
     Without a champion (first deploy) only the absolute quality floor applies.
 
     :param report_dir: where ``verdict.json``, ``quality.html`` and ``drift.html`` go.
+    :param column_drift_threshold: per-column drift score for the training-data drift check.
     """
     from evidently import Report
     from evidently.presets import ClassificationPreset
@@ -195,7 +199,7 @@ def run_gate(candidate: ModelVersion, champion: ModelVersion | None, limits: Gat
                                 f"champion {champ['logloss']:.4f}, "
                                 f"candidate {cand['logloss']:.4f}"))
         drift = feature_drift(candidate.reference(), champion.reference(),
-                              html_path=report_dir / "drift.html",
+                              column_drift_threshold, html_path=report_dir / "drift.html",
                               json_path=report_dir / "drift.json")
         metrics["train_drift"] = drift
         checks.append(GateCheck("training-data drift share", drift["share"], "<=",

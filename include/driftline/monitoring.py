@@ -66,11 +66,13 @@ def run_drift_report(settings: Settings, start: dt.date, end: dt.date,
 
     datasets = {}
     lake = build_features(repo.read_days(data_version, start, end))
-    datasets["lake"] = feature_drift(lake, reference, out / "lake.html", out / "lake.json")
+    column_threshold = settings.monitor.column_drift_threshold
+    datasets["lake"] = feature_drift(lake, reference, column_threshold, out / "lake.html",
+                                     out / "lake.json")
     datasets["lake"]["rows"] = len(lake)
     served = _served_inputs(settings, start, end)
     if len(served) >= MIN_ROWS:
-        datasets["served"] = feature_drift(build_features(served), reference,
+        datasets["served"] = feature_drift(build_features(served), reference, column_threshold,
                                            out / "served.html", out / "served.json")
         datasets["served"]["rows"] = len(served)
     else:

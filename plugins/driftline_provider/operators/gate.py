@@ -38,7 +38,8 @@ class ModelGateOperator(DriftlineBaseOperator):
             return {"candidate": candidate.version, "champion": champion.version,
                     "passed": True, "reason": "already live", "checks": []}
         report_dir = settings.reports_dir / "gates" / context["dag"].dag_id / run_slug(context)
-        verdict = run_gate(candidate, champion, settings.gate, report_dir)
+        verdict = run_gate(candidate, champion, settings.gate, report_dir,
+                           settings.monitor.column_drift_threshold)
         for line in verdict.table().splitlines():
             self.log.info("%s", line)
         self.log.info("gate reports: %s", report_dir)

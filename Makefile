@@ -1,0 +1,59 @@
+# driftline: `make demo` runs the whole loop through a real Airflow scheduler,
+# `make test` runs the test suite. Both install what they need on a fresh machine.
+
+SHELL := /bin/bash
+ROOT := $(CURDIR)
+VENV ?= $(ROOT)/.venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+export AIRFLOW_HOME ?= $(ROOT)/.airflow
+export AIRFLOW_CONFIG := $(ROOT)/airflow.cfg
+export AIRFLOW__CORE__DAGS_FOLDER := $(ROOT)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(AIRFLOW_HOME)/plugins
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE := $(AIRFLOW_HOME)/passwords.json
+export DRIFTLINE_HOME ?= $(ROOT)/.driftline
+export PYTHONPATH := $(ROOT)/config
+export PATH := $(VENV)/bin:$(PATH)
+
+.PHONY: install demo up test test-fast lint bench lock clean stop
+
+$(STAMP): requirements.txt include/pyproject.toml plugins/pyproject.toml
+	@command -v nginx >/dev/null || { echo ">> installing nginx (Debian package)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
+	@command -v uv >/dev/null || python3 -m pip install -q uv
+	@test -x $(PY) || uv venv -q --python python3.11 $(VENV)
+	uv pip install -q --python $(PY) -r requirements.txt -e include -e plugins
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job: the whole loop on the embedded defaults, through the real scheduler.
+demo: install
+	$(PY) scripts/demo.py
+
+## Airflow (UI on http://127.0.0.1:8080, admin/admin) and the serving stack, left running.
+up: install
+	$(PY) scripts/demo.py --up
+
+stop:
+	-$(PY) scripts/demo.py --stop
+
+test: install
+	$(PY) -m pytest tests -q
+
+test-fast: install
+	$(PY) -m pytest tests -q -m "not e2e and not k8s"
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	$(PY) bench/bench_loop.py
+
+lock:
+	uv pip freeze --python $(PY) | grep -v -E '^-e |^driftline|^airflow-provider-driftline' \
+	  | sed '1i # Tested lock for driftline (Python 3.11); regenerate with make lock. pandas < 3 for Evidently 0.7.23.' > requirements.txt
+
+clean: stop
+	rm -rf $(AIRFLOW_HOME) $(DRIFTLINE_HOME)

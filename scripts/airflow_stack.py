@@ -1,0 +1,238 @@
+"""Run a real Airflow 3 (scheduler, dag-processor, triggerer, api-server) and drive it by REST.
+
+Used by the demo (``make demo`` / ``make up``), the benchmark and the end-to-end test. Every
+component is a real Airflow process on loopback; nothing here calls DAG code directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+COMPONENTS = {
+    "scheduler": ["scheduler"],
+    "dag-processor": ["dag-processor"],
+    "triggerer": ["triggerer"],
+    "api-server": ["api-server", "--host", "127.0.0.1"],
+}
+TERMINAL = {"success", "failed"}
+
+
+def airflow_env(root: Path, airflow_home: Path, driftline_home: Path, port: int = 8080,
+                extra: dict | None = None) -> dict:
+    """The environment every Airflow process of this project runs with."""
+    env = dict(os.environ)
+    env.update({
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW_CONFIG": str(root / "airflow.cfg"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(airflow_home / "plugins"),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / "passwords.json"),
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "DRIFTLINE_HOME": str(driftline_home),
+        "PYTHONPATH": str(root / "config"),
+        "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+    })
+    env.update(extra or {})
+    return env
+
+
+class AirflowStack:
+    """Airflow's processes for one ``AIRFLOW_HOME``, started detached and stopped by pid file.
+
+    :param env: from :func:`airflow_env`.
+    """
+
+    def __init__(self, env: dict, user: str = "admin", password: str = "admin"):
+        self.env = env
+        self.home = Path(env["AIRFLOW_HOME"])
+        self.port = int(env["AIRFLOW__API__PORT"])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.user, self.password = user, password
+        self.pid_dir = self.home / "pids"
+        self.log_dir = self.home / "logs"
+
+    def _airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env,
+                              check=check, capture_output=True, text=True)
+
+    def init(self) -> None:
+        """Create the metadata database (SQLite) and the admin login."""
+        for sub in ("plugins", "pids", "logs"):
+            (self.home / sub).mkdir(parents=True, exist_ok=True)
+        (self.home / "passwords.json").write_text(json.dumps({self.user: self.password}))
+        self._airflow("db", "migrate")
+
+    def running(self) -> dict[str, int]:
+        alive = {}
+        for pid_file in self.pid_dir.glob("*.pid"):
+            pid = int(pid_file.read_text())
+            try:
+                os.kill(pid, 0)
+                alive[pid_file.stem] = pid
+            except ProcessLookupError:
+                pid_file.unlink()
+        return alive
+
+    def start(self) -> None:
+        """Start every component that is not running yet, detached from this process."""
+        alive = self.running()
+        for name, args in COMPONENTS.items():
+            if name in alive:
+                continue
+            log = open(self.log_dir / f"{name}.log", "a")  # noqa: SIM115 (owned by the child)
+            proc = subprocess.Popen([sys.executable, "-m", "airflow", *args], env=self.env,
+                                    stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            (self.pid_dir / f"{name}.pid").write_text(str(proc.pid))
+
+    def stop(self) -> None:
+        """Stop every component (their whole process groups) and wait for them to exit."""
+        alive = self.running()
+        for pid in alive.values():
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 30
+        for pid in alive.values():
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.2)
+            if _alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+        for pid_file in self.pid_dir.glob("*.pid"):
+            pid_file.unlink()
+
+    def wait_healthy(self, timeout: float = 180) -> None:
+        """Wait until the API answers and scheduler, triggerer and dag-processor are healthy."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                health = httpx.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
+                last = health
+                if all(health.get(c, {}).get("status") == "healthy"
+                       for c in ("metadatabase", "scheduler", "triggerer", "dag_processor")):
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(1)
+        raise TimeoutError(f"Airflow not healthy after {timeout}s: {last}; logs in {self.log_dir}")
+
+    def api(self) -> AirflowApi:
+        return AirflowApi(self.url, self.user, self.password)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+class AirflowApi:
+    """The few REST v2 calls the demo needs, with a bearer token."""
+
+    def __init__(self, url: str, user: str, password: str):
+        self.url = url
+        token = httpx.post(f"{url}/auth/token", json={"username": user, "password": password},
+                           timeout=30).raise_for_status().json()["access_token"]
+        self.client = httpx.Client(base_url=f"{url}/api/v2", timeout=60,
+                                   headers={"Authorization": f"Bearer {token}"})
+
+    def _call(self, method: str, path: str, **kwargs) -> dict:
+        response = self.client.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text}")
+        return response.json() if response.content else {}
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
+        """Wait until the dag-processor has parsed ``dag_id``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.client.get(f"/dags/{dag_id}").status_code == 200:
+                return
+            time.sleep(1)
+        errors = self.client.get("/importErrors").text
+        raise TimeoutError(f"DAG {dag_id} not parsed after {timeout}s; import errors: {errors}")
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": paused})
+
+    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
+        run = self._call("POST", f"/dags/{dag_id}/dagRuns",
+                         json={"logical_date": None, "conf": conf or {}})
+        return run["dag_run_id"]
+
+    def backfill(self, dag_id: str, start: str, end: str, max_active_runs: int = 4,
+                 timeout: float = 120) -> dict:
+        """Create a backfill, robustly on SQLite: pause, create (retrying while the database
+        is locked or the previous backfill is still open), then unpause."""
+        self.set_paused(dag_id, True)
+        body = {"dag_id": dag_id, "from_date": f"{start}T00:00:00Z",
+                "to_date": f"{end}T00:00:00Z", "max_active_runs": max_active_runs,
+                "reprocess_behavior": "completed"}
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                response = self.client.post("/backfills", json=body)
+                if response.status_code < 400:
+                    return response.json()
+                retriable = response.status_code == 409 or "locked" in response.text
+                if not retriable or time.monotonic() > deadline:
+                    raise RuntimeError(f"backfill {dag_id} {start}..{end}: "
+                                       f"{response.status_code} {response.text}")
+                time.sleep(2)
+        finally:
+            self.set_paused(dag_id, False)
+
+    def runs(self, dag_id: str, **params) -> list[dict]:
+        params.setdefault("limit", 500)
+        return self._call("GET", f"/dags/{dag_id}/dagRuns", params=params)["dag_runs"]
+
+    def run(self, dag_id: str, run_id: str) -> dict:
+        return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")[
+            "task_instances"]
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str):
+        entry = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+                                  "/xcomEntries/return_value", params={"deserialize": True})
+        return entry.get("value")
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float = 900) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.run(dag_id, run_id)
+            if run["state"] in TERMINAL:
+                return run
+            time.sleep(2)
+        raise TimeoutError(f"{dag_id} run {run_id} not finished after {timeout}s")
+
+    def wait_runs(self, dag_id: str, logical_dates: set[str], timeout: float = 1800,
+                  progress=None) -> list[dict]:
+        """Wait until a run exists and has finished for each logical date (YYYY-MM-DD)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = [r for r in self.runs(dag_id)
+                    if (r.get("logical_date") or "")[:10] in logical_dates]
+            done = [r for r in runs if r["state"] in TERMINAL]
+            if progress:
+                progress(len(done), len(logical_dates))
+            if len(done) >= len(logical_dates):
+                return done
+            time.sleep(3)
+        raise TimeoutError(f"{dag_id}: runs for {len(logical_dates)} dates not done "
+                           f"after {timeout}s")

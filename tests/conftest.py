@@ -1,0 +1,94 @@
+"""Test-session environment: an isolated Airflow home and driftline home, set before Airflow
+is imported anywhere, plus shared real data (real 2013 flights, real DVC repo, real model)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_SESSION = Path(tempfile.mkdtemp(prefix="driftline-tests-"))
+TEST_CONFIG = ROOT / "tests" / "driftline-test.toml"
+
+os.environ.update({
+    "AIRFLOW_HOME": str(_SESSION / "airflow"),
+    "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg"),
+    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(_SESSION / "airflow" / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_SESSION}/airflow/airflow.db",
+    "DRIFTLINE_HOME": str(_SESSION / "driftline"),
+    "DRIFTLINE_CONFIG": str(TEST_CONFIG),
+    "DRIFTLINE_PRELOAD": "0",
+})
+(_SESSION / "airflow" / "plugins").mkdir(parents=True, exist_ok=True)
+
+# Q1 2013 days used by the shared data: 24 days = 19 for training + 5 held out.
+DATA_START = dt.date(2013, 1, 1)
+DATA_END = dt.date(2013, 1, 24)
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated Airflow metadata database for this session (SQLite)."""
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
+                   capture_output=True, env=os.environ.copy())
+    return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+
+
+@pytest.fixture(scope="session")
+def flights():
+    from driftline.sources import load_flights_with_weather
+
+    return load_flights_with_weather()
+
+
+def settings_at(home: Path):
+    from driftline.settings import load_settings
+
+    return load_settings(home=home, config=TEST_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def data_home(tmp_path_factory, flights):
+    """A driftline home with DATA_START..DATA_END replayed and ingested into a real DVC repo."""
+    from driftline.sources import iter_days, replay
+    from driftline.versioning import DataRepo
+
+    home = tmp_path_factory.mktemp("shared-home")
+    settings = settings_at(home)
+    replay(settings.landing_dir, DATA_START, DATA_END)
+    repo = DataRepo(settings.data_repo, settings.dvc_remote)
+    dates = flights[["year", "month", "day"]].apply(tuple, axis=1)
+    for day in iter_days(DATA_START, DATA_END):
+        repo.write_partition(day, flights[dates == (day.year, day.month, day.day)])
+    return home
+
+
+@pytest.fixture(scope="session")
+def trained_home(data_home):
+    """``data_home`` plus one trained model version (v0001)."""
+    from driftline.training import train
+    from driftline.versioning import DataRepo
+
+    settings = settings_at(data_home)
+    head = DataRepo(settings.data_repo, settings.dvc_remote).head()
+    train(settings, head, DATA_START, DATA_END, reason="shared fixture")
+    return data_home
+
+
+@pytest.fixture
+def home_copy(tmp_path, trained_home):
+    """A private copy of ``trained_home`` a test may change freely."""
+    import shutil
+
+    target = tmp_path / "home"
+    shutil.copytree(trained_home, target, symlinks=True)
+    return target
