@@ -6,6 +6,7 @@ component is a real Airflow process on loopback; nothing here calls DAG code dir
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -99,10 +100,8 @@ class AirflowStack:
         """Stop every component (their whole process groups) and wait for them to exit."""
         alive = self.running()
         for pid in alive.values():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + 30
         for pid in alive.values():
             while time.monotonic() < deadline and _alive(pid):

@@ -107,7 +107,8 @@ def wait_new_train_run(api: AirflowApi, known: set[str], timeout: float = 300) -
 def describe_train_run(api: AirflowApi, run: dict) -> str:
     states = {t["task_id"]: t["state"] for t in api.task_instances("driftline_train",
                                                                     run["dag_run_id"])}
-    return f"{run['dag_run_id']}: {run['state']} ({', '.join(f'{k}={v}' for k, v in states.items())})"
+    tasks = ", ".join(f"{k}={v}" for k, v in states.items())
+    return f"{run['dag_run_id']}: {run['state']} ({tasks})"
 
 
 def run_demo(stack: AirflowStack, months: int) -> int:

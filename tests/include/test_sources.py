@@ -25,5 +25,5 @@ def test_replay_keeps_existing_files_unless_overwrite(tmp_path):
 
 
 def test_missing_landing_file_names_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="flights_2013-01-09.csv"):
+    with pytest.raises(FileNotFoundError, match=r"flights_2013-01-09\.csv"):
         read_landing_file(landing_path(tmp_path, dt.date(2013, 1, 9)))
