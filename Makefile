@@ -39,8 +39,10 @@ up: install
 stop:
 	-$(PY) scripts/demo.py --stop
 
+# pytest exits 5 when it collects nothing: that must fail, not pass silently.
 test: install
-	$(PY) -m pytest tests -q
+	@$(PY) -m pytest tests -q -ra; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test-fast: install
 	$(PY) -m pytest tests -q -m "not e2e and not k8s"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -43,8 +44,19 @@ def airflow_env(root: Path, airflow_home: Path, driftline_home: Path, port: int 
         "PYTHONPATH": str(root / "config"),
         "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
     })
+    env["AIRFLOW__API_AUTH__JWT_SECRET"] = _shared_secret(airflow_home / "jwt_secret")
     env.update(extra or {})
     return env
+
+
+def _shared_secret(path: Path) -> str:
+    """One JWT secret for all components (each would otherwise make its own, and task
+    processes would be refused by the execution API with 'Invalid auth token')."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 class AirflowStack:

@@ -125,7 +125,7 @@ class DataRepo:
             os.replace(tmp, target)
             with Repo(str(self.root)) as repo:
                 repo.add(str(target))
-                repo.push()
+                repo.push(targets=[str(target)])
             dvc_file = target.with_name(target.name + ".dvc")
             self._git("add", str(dvc_file), str(target.parent / ".gitignore"))
             changed = bool(self._git("status", "--porcelain", "--", str(target.parent)))

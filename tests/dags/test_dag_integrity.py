@@ -71,7 +71,6 @@ def test_provider_is_registered_with_airflow():
 
 def test_trigger_is_importable_by_path_and_round_trips():
     from airflow.sdk.module_loading import import_string
-
     from driftline_provider.triggers.drift import DriftReportTrigger
 
     path, kwargs = DriftReportTrigger("/x", 0.4, 2.0).serialize()

@@ -8,10 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from driftline.registry import Registry
 from driftline.sources import landing_path, replay
 from driftline.versioning import DataRepo
+
 from tests.conftest import settings_at
 
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"

@@ -52,8 +52,15 @@ class PlanTrainingOperator(DriftlineBaseOperator):
         data_version = (options.get("data_version")
                         or (newest.extra.get("data_version") if newest else None)
                         or repo.head())
+        available = repo.list_days(data_version)
+        if not available:
+            raise AirflowFailException(f"data version {data_version[:12]} has no partitions")
         end = options.get("window_end") or (newest.extra.get("day") if newest else None)
-        end = dt.date.fromisoformat(end) if end else repo.list_days(data_version)[-1]
+        end = dt.date.fromisoformat(end) if end else available[-1]
+        if end > available[-1]:  # e.g. a drift report's month is still being ingested
+            self.log.info("window end %s is past the newest partition; using %s", end,
+                          available[-1])
+            end = available[-1]
         window_days = int(options.get("window_days") or settings.training.window_days)
         start = (dt.date.fromisoformat(options["window_start"]) if options.get("window_start")
                  else end - dt.timedelta(days=window_days - 1))
