@@ -91,6 +91,35 @@ class ServingSettings:
 
 
 @dataclass(frozen=True)
+class KubernetesSettings:
+    """Where and how training pods run when the training backend is ``kubernetes``."""
+
+    image: str = "driftline-train:0.1.0"
+    namespace: str = "default"
+    gpus: int = 1
+    """GPUs requested as a limit (``nvidia.com/gpu``); 0 trains on the CPU."""
+    node_selector: dict = field(default_factory=lambda: {"nvidia.com/gpu.present": "true"})
+    tolerations: list = field(default_factory=lambda: [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
+    cpu_request: str = "4"
+    memory_request: str = "16Gi"
+    memory_limit: str = "32Gi"
+    run_as_user: int = 10001
+    remote_secret: str = "driftline-dvc-remote"
+    """Kubernetes Secret whose keys become the pod's env (e.g. AWS_ACCESS_KEY_ID)."""
+    data_repo_url: str = ""
+    """Git URL of the data repository as seen from the pod; empty = the local path."""
+    home: str = "/data/driftline"
+    """DRIFTLINE_HOME inside the pod (a shared volume or object-store mount)."""
+    service_account: str = ""
+    config_file: str = ""
+    cluster_context: str = ""
+    in_cluster: bool = False
+    startup_timeout_s: int = 600
+    deferrable: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     """All of driftline's configuration. Paths derive from ``home`` unless set."""
 
@@ -104,6 +133,7 @@ class Settings:
     gate: GateSettings = field(default_factory=GateSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
 
     @property
     def landing_dir(self) -> Path:
@@ -140,6 +170,7 @@ _SECTIONS = {
     "gate": GateSettings,
     "monitor": MonitorSettings,
     "serving": ServingSettings,
+    "kubernetes": KubernetesSettings,
 }
 
 

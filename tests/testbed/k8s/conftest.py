@@ -1,0 +1,3 @@
+"""Make the ``kube_testbed`` fixture available to the tests in this folder."""
+
+from .fixtures import kube_testbed  # noqa: F401

@@ -1,0 +1,211 @@
+"""Tests of the loopback Kubernetes testbed: the python client, and KubernetesPodOperator."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+pytestmark = pytest.mark.k8s
+HERE = Path(__file__).resolve().parent
+VENV_BIN = Path(sys.executable).parent
+OK_LINE = "hello from the driftline k8s testbed"
+FAIL_LINE = "about to exit with status 3"
+
+
+def wait_for(check, what: str, timeout: float = 30.0, interval: float = 0.2):
+    """Poll ``check()`` until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def new_namespace(api: client.CoreV1Api, prefix: str) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    return name
+
+
+def python_pod(name: str, code: str, **container: object) -> client.V1Pod:
+    """A pod whose single container ``main`` runs ``python -c code`` (image is ignored)."""
+    main = client.V1Container(
+        name="main", image="python:3.11-slim", command=["python", "-c"], args=[code], **container
+    )
+    spec = client.V1PodSpec(restart_policy="Never", containers=[main])
+    return client.V1Pod(metadata=client.V1ObjectMeta(name=name), spec=spec)
+
+
+def pod_log(api: client.CoreV1Api, name: str, ns: str, **kwargs: object) -> str:
+    """Log text. Not ``read_namespaced_pod_log(...)`` itself: kubernetes client 36 returns the
+    repr of the bytes there (kubernetes-client/python#2596); KubernetesPodOperator streams."""
+    resp = api.read_namespaced_pod_log(name, ns, _preload_content=False, **kwargs)
+    return resp.data.decode()
+
+
+def phase_in(api: client.CoreV1Api, ns: str, name: str, *phases: str):
+    pod = api.read_namespaced_pod(name, ns)
+    return pod if pod.status.phase in phases else None
+
+
+def pod_gone(api: client.CoreV1Api, ns: str, name: str) -> bool:
+    try:
+        api.read_namespaced_pod(name, ns)
+    except ApiException as exc:
+        return exc.status == 404
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+# python client
+# --------------------------------------------------------------------------------------------
+
+
+def test_pod_succeeds_with_its_log(kube_testbed):
+    api = kube_testbed.api()
+    ns = new_namespace(api, "tb")
+    code = "import os; print('hello', os.environ['GREETING']); print('line two')"
+    env = [client.V1EnvVar(name="GREETING", value="testbed")]
+    api.create_namespaced_pod(ns, python_pod("hello", code, env=env))
+
+    pod = wait_for(lambda: phase_in(api, ns, "hello", "Succeeded", "Failed"), "pod to finish")
+    assert pod.status.phase == "Succeeded"
+    assert pod.spec.node_name == kube_testbed.node_name
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 0
+    scheduled = {c.type: c.status for c in pod.status.conditions}["PodScheduled"]
+    assert scheduled == "True"
+
+    assert pod_log(api, "hello", ns) == "hello testbed\nline two\n"
+    assert pod_log(api, "hello", ns, tail_lines=1) == "line two\n"
+    stamped = pod_log(api, "hello", ns, timestamps=True).splitlines()
+    assert stamped[0].endswith("Z hello testbed") and stamped[0][:4].isdigit()
+
+    api.delete_namespaced_pod("hello", ns)
+    wait_for(lambda: pod_gone(api, ns, "hello"), "pod deletion")
+
+
+def test_pod_failure_reports_exit_code(kube_testbed):
+    api = kube_testbed.api()
+    ns = new_namespace(api, "tb")
+    api.create_namespaced_pod(ns, python_pod("boom", "import sys; print('bye'); sys.exit(3)"))
+    pod = wait_for(lambda: phase_in(api, ns, "boom", "Succeeded", "Failed"), "pod to finish")
+    assert pod.status.phase == "Failed"
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert (terminated.exit_code, terminated.reason) == (3, "Error")
+    assert pod_log(api, "boom", ns) == "bye\n"
+
+
+def test_follow_streams_until_exit_and_delete_kills(kube_testbed):
+    api = kube_testbed.api()
+    ns = new_namespace(api, "tb")
+    code = "import time\nfor i in range(3):\n    print('tick', i, flush=True); time.sleep(0.3)"
+    api.create_namespaced_pod(ns, python_pod("ticker", code))
+    wait_for(lambda: phase_in(api, ns, "ticker", "Running", "Succeeded"), "pod to run")
+    streamed = pod_log(api, "ticker", ns, follow=True)
+    assert streamed == "tick 0\ntick 1\ntick 2\n"
+
+    api.create_namespaced_pod(ns, python_pod("sleeper", "import time; time.sleep(300)"))
+    wait_for(lambda: phase_in(api, ns, "sleeper", "Running"), "sleeper to run")
+    t0 = time.monotonic()
+    api.delete_namespaced_pod("sleeper", ns)
+    wait_for(lambda: pod_gone(api, ns, "sleeper"), "sleeper deletion", timeout=15)
+    assert time.monotonic() - t0 < 10
+
+
+def test_gpu_capacity_and_unschedulable_pods(kube_testbed):
+    api = kube_testbed.api()
+    node = api.read_node(kube_testbed.node_name)
+    assert node.status.capacity["nvidia.com/gpu"] == "1"
+    ns = new_namespace(api, "tb")
+
+    def gpu_pod(name: str, count: int) -> client.V1Pod:
+        res = client.V1ResourceRequirements(limits={"nvidia.com/gpu": str(count)})
+        return python_pod(name, "print('gpu ok')", resources=res)
+
+    api.create_namespaced_pod(ns, gpu_pod("one-gpu", 1))
+    api.create_namespaced_pod(ns, gpu_pod("two-gpus", 2))
+    wait_for(lambda: phase_in(api, ns, "one-gpu", "Succeeded"), "1-GPU pod to succeed")
+
+    def unschedulable():
+        conds = api.read_namespaced_pod("two-gpus", ns).status.conditions or []
+        return next((c for c in conds if c.reason == "Unschedulable"), None)
+
+    cond = wait_for(unschedulable, "2-GPU pod to be marked unschedulable")
+    assert "Insufficient nvidia.com/gpu" in cond.message
+    assert api.read_namespaced_pod("two-gpus", ns).status.phase == "Pending"
+
+
+# --------------------------------------------------------------------------------------------
+# Airflow 3 KubernetesPodOperator through dag.test()
+# --------------------------------------------------------------------------------------------
+
+
+def airflow_env(home: Path, kubeconfig: Path, namespace: str, deferrable: bool) -> dict[str, str]:
+    """Environment for an isolated Airflow (temp home, SQLite) pointed at the testbed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.pop("KUBECONFIG", None)
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
+        DRIFTLINE_TESTBED_KUBECONFIG=str(kubeconfig),
+        DRIFTLINE_TESTBED_NAMESPACE=namespace,
+        DRIFTLINE_TESTBED_OK_LINE=OK_LINE,
+        DRIFTLINE_TESTBED_FAIL_LINE=FAIL_LINE,
+        DRIFTLINE_TESTBED_DEFERRABLE="1" if deferrable else "0",
+        PATH=f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}",
+    )
+    return env
+
+
+def run_kpo_dag(home: Path, env: dict[str, str]) -> tuple[dict, str]:
+    """``airflow db migrate``, then run kpo_dag.py (``dag.test()``); return result and output."""
+    (home / "dags").mkdir(parents=True)
+    dag_file = home / "dags" / "kpo_dag.py"
+    shutil.copy(HERE / "kpo_dag.py", dag_file)
+    migrate = subprocess.run(
+        [str(VENV_BIN / "airflow"), "db", "migrate"], env=env, capture_output=True, text=True
+    )
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    proc = subprocess.run(
+        [sys.executable, str(dag_file)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=home,
+    )
+    output = proc.stdout + proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("DRIFTLINE_RESULT ")]
+    assert lines, f"dag.test() gave no result (exit {proc.returncode}):\n{output[-5000:]}"
+    return json.loads(lines[-1].split(" ", 1)[1]), output
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
+def test_kubernetes_pod_operator_dag_test(kube_testbed, tmp_path, deferrable):
+    api = kube_testbed.api()
+    ns = new_namespace(api, "kpo")
+    env = airflow_env(tmp_path / "airflow", kube_testbed.kubeconfig, ns, deferrable)
+
+    result, output = run_kpo_dag(tmp_path / "airflow", env)
+
+    (tmp_path / "dag_test_output.log").write_text(output)
+    assert result["tasks"] == {"pod_ok": "success", "pod_exit3": "failed"}, output[-5000:]
+    prefix = "[base] logs: " if deferrable else "[base] "  # how each mode logs pod output
+    assert f"{prefix}{OK_LINE}" in output
+    assert f"{prefix}{FAIL_LINE}" in output
+    assert "returned a failure" in output
+    wait_for(lambda: not api.list_namespaced_pod(ns).items, "the KPO pods to be deleted")
