@@ -133,7 +133,7 @@ def test_monitor_writes_the_months_drift_report(dagbag, home):
 
 
 def test_monitor_skips_while_no_model_is_live(dagbag, home):
-    state, tasks = run(dagbag, "driftline_monitor",
+    _, tasks = run(dagbag, "driftline_monitor",
                        logical_date=dt.datetime(2013, 2, 1, tzinfo=dt.UTC))
     assert tasks["drift_report"] == "skipped"
 
