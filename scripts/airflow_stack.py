@@ -208,8 +208,14 @@ class AirflowApi:
             self.set_paused(dag_id, False)
 
     def runs(self, dag_id: str, **params) -> list[dict]:
-        params.setdefault("limit", 500)
-        return self._call("GET", f"/dags/{dag_id}/dagRuns", params=params)["dag_runs"]
+        """All runs matching ``params`` (the API pages at 100 runs; this reads every page)."""
+        runs: list[dict] = []
+        while True:
+            page = self._call("GET", f"/dags/{dag_id}/dagRuns",
+                              params={**params, "limit": 100, "offset": len(runs)})
+            runs += page["dag_runs"]
+            if not page["dag_runs"] or len(runs) >= page["total_entries"]:
+                return runs
 
     def run(self, dag_id: str, run_id: str) -> dict:
         return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
@@ -236,8 +242,10 @@ class AirflowApi:
                   progress=None) -> list[dict]:
         """Wait until a run exists and has finished for each logical date (YYYY-MM-DD)."""
         deadline = time.monotonic() + timeout
+        window = {"logical_date_gte": f"{min(logical_dates)}T00:00:00Z",
+                  "logical_date_lte": f"{max(logical_dates)}T23:59:59Z"}
         while time.monotonic() < deadline:
-            runs = [r for r in self.runs(dag_id)
+            runs = [r for r in self.runs(dag_id, **window)
                     if (r.get("logical_date") or "")[:10] in logical_dates]
             done = [r for r in runs if r["state"] in TERMINAL]
             if progress:
