@@ -200,13 +200,14 @@ class SwitchClient(threading.Thread):
 
 def switch_figures(clients: list[SwitchClient], record: dict, returned_at: float,
                    window: tuple[float, float]) -> dict:
-    """Failures and timings of one switch from ``record`` (a deploy or rollback)."""
+    """Failures and timings of one switch from ``record`` (a deploy or rollback), over the
+    requests sent from ``window[0]`` and answered before ``window[1]``."""
     old, new, switched = record["previous_version"], record["version"], record["switched_at"]
     figures: dict = {"action": record["action"], "from": f"{record['from_slot']} ({old})",
                      "to": f"{record['to_slot']} ({new})"}
     answered_old, answered_new = [], []
     for client in clients:
-        rows = [r for r in client.results if window[0] <= r[0] < window[1]]
+        rows = [r for r in client.results if r[0] >= window[0] and r[1] < window[1]]
         failed = [o for _, _, o, _ in rows if o not in (old, new)]
         figures[client.name] = {
             "requests": len(rows), "failed": len(failed),
@@ -297,7 +298,12 @@ def main(argv: list[str] | None = None) -> int:
         results["switch_deploy"]["deploy_call_s"] = round(deploy_s, 2)
         results["switch_rollback"] = switch_figures(clients, rolled["switch"], rolled_at,
                                                     (rollback_start, end))
-        for key in ("switch_deploy", "switch_rollback"):
+        expected = {deployed["switch"]["version"], rolled["switch"]["version"]}
+        results["switch_phase_all_requests"] = {
+            c.name: {"requests": len(c.results),
+                     "failed": sum(1 for r in c.results if r[2] not in expected),
+                     "connections": c.connections} for c in clients}
+        for key in ("switch_deploy", "switch_rollback", "switch_phase_all_requests"):
             print(f"{key}: {json.dumps(results[key])}")
     finally:
         bg.stop_all()

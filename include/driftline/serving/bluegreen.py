@@ -1,0 +1,394 @@
+"""Blue-green deployment of model versions behind the nginx router.
+
+Two slots, blue and green, each run one model server. A deploy starts the new version in
+the idle slot, waits until it is ready, checks its predictions on the rows recorded at
+training (``metadata["smoke"]``), then switches the router to it and confirms through the
+router that the new version answers. The old slot keeps running, so a rollback is a switch
+back. What runs where, and every switch, is kept in ``serving_dir/state.json``.
+
+The slot servers and nginx are detached daemons: they outlive the process that deployed
+them (an Airflow task). Deploys, rollbacks and stops are serialised by a file lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+from filelock import FileLock
+
+from driftline.registry import ArtifactIntegrityError, ModelVersion, Registry
+from driftline.serving.paths import (
+    SLOTS,
+    other_slot,
+    slot_log,
+    slot_port,
+    slot_socket,
+    slot_url,
+)
+from driftline.serving.processes import adopt, process_alive, process_cmdline, stop_process
+from driftline.serving.router import Router, RouterError
+from driftline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SMOKE_TOLERANCE = 1e-6
+ROUTER_VERIFY_S = 10.0
+LOG_TAIL_LINES = 40
+HISTORY_LIMIT = 500
+
+
+class DeployError(RuntimeError):
+    """A deploy or rollback was refused or failed; what was live stays live."""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def settings_toml(settings: Settings) -> str:
+    """What a slot server reads of ``settings`` (model name and ``[serving]``) as a TOML file
+    for :func:`~driftline.settings.load_settings`, so a server started from code sees the
+    deployer's settings, not whatever its environment names."""
+    lines = [f"model_name = {_toml_value(settings.model_name)}",
+             f"dvc_remote_url = {_toml_value(settings.dvc_remote_url)}", "", "[serving]"]
+    lines += [f"{f.name} = {_toml_value(getattr(settings.serving, f.name))}"
+              for f in dataclasses.fields(settings.serving)]
+    return "\n".join(lines) + "\n"
+
+
+class BlueGreen:
+    """Deploy, switch and roll back model versions between the blue and green slots.
+
+    :param settings: driftline settings; state lives under ``settings.serving_dir``.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.dir = settings.serving_dir
+        self.state_path = self.dir / "state.json"
+        self.router = Router(settings)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.lock = FileLock(str(self.dir / ".bluegreen.lock"),
+                             timeout=4 * settings.serving.start_timeout_s + 60)
+
+    # -- state -------------------------------------------------------------------------
+    def _read_state(self) -> dict:
+        state = {"live": None, "slots": {}, "history": []}
+        if self.state_path.exists():
+            state.update(json.loads(self.state_path.read_text()))
+        return state
+
+    def _write_state(self, state: dict) -> None:
+        state["history"] = state["history"][-HISTORY_LIMIT:]
+        tmp = self.state_path.with_name(f".{self.state_path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(state, indent=2, default=str))
+        os.replace(tmp, self.state_path)
+
+    def _slot_running(self, slot: str, pid: int | None) -> bool:
+        """Whether ``pid`` is alive and is this directory's server for ``slot``."""
+        if not process_alive(pid):
+            return False
+        cmdline = process_cmdline(pid)
+        return ("driftline.serving.app" in cmdline and f"--slot {slot}" in cmdline
+                and str(slot_socket(self.settings, slot)) in cmdline)
+
+    def status(self) -> dict:
+        """What is live, what each slot runs, the router, and the switch history."""
+        state = self._read_state()
+        slots = {}
+        for slot in SLOTS:
+            entry = state["slots"].get(slot) or {}
+            pid = entry.get("pid")
+            slots[slot] = {"version": entry.get("version"), "pid": pid,
+                           "port": slot_port(self.settings, slot),
+                           "running": self._slot_running(slot, pid),
+                           "started_at": entry.get("started_at")}
+        return {"live": state["live"], "slots": slots,
+                "router": {"url": self.router.url, "running": self.router.is_running(),
+                           "points_to": self.router.live_slot()},
+                "history": state["history"]}
+
+    # -- slot processes ----------------------------------------------------------------
+    def _start_slot(self, slot: str, version: str) -> tuple[subprocess.Popen, int]:
+        """Start ``slot``'s server, detached; return it and its log's size before start."""
+        config = self.dir / "settings.toml"
+        config.write_text(settings_toml(self.settings))
+        log_path = slot_log(self.settings, slot)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        env = {**os.environ, "DRIFTLINE_HOME": str(self.settings.home),
+               "DRIFTLINE_CONFIG": str(config)}
+        command = [sys.executable, "-m", "driftline.serving.app", "--slot", slot,
+                   "--version", version, "--host", self.settings.serving.host,
+                   "--port", str(slot_port(self.settings, slot)),
+                   "--uds", str(slot_socket(self.settings, slot))]
+        with open(log_path, "ab") as out:
+            out.write(f"\n--- {_now()} starting {version} in slot {slot}\n".encode())
+            out.flush()
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
+                                       stderr=subprocess.STDOUT, env=env, cwd=self.dir,
+                                       start_new_session=True)
+        adopt(process)
+        return process, offset
+
+    def _stop_slot(self, state: dict, slot: str) -> None:
+        entry = state["slots"].get(slot) or {}
+        pid = entry.get("pid")
+        if self._slot_running(slot, pid):
+            log.info("stopping slot %s (%s, pid %d)", slot, entry.get("version"), pid)
+            if not stop_process(pid):
+                raise DeployError(f"slot {slot}: server pid {pid} did not stop")
+        state["slots"][slot] = self._slot_entry(slot)
+
+    def _slot_entry(self, slot: str, version: str | None = None,
+                    pid: int | None = None) -> dict:
+        return {"version": version, "pid": pid, "port": slot_port(self.settings, slot),
+                "started_at": _now() if pid else None}
+
+    def _log_tail(self, slot: str, offset: int) -> str:
+        path = slot_log(self.settings, slot)
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            lines = fh.read().decode(errors="replace").splitlines()
+        return "\n".join(lines[-LOG_TAIL_LINES:])
+
+    def _wait_ready(self, slot: str, version: str, process: subprocess.Popen,
+                    offset: int) -> None:
+        """Wait for the new server's ``/ready``.
+
+        :raises DeployError: it exited or was not ready within ``start_timeout_s``.
+        """
+        url = f"{slot_url(self.settings, slot)}/ready"
+        timeout = self.settings.serving.start_timeout_s
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                code = process.poll()
+                if code is not None:
+                    why = f"its server exited with status {code}"
+                    break
+                try:
+                    body = client.get(url).json()
+                    if body.get("ready") and body.get("pid") == process.pid:
+                        if body.get("model_version") != version:
+                            why = f"it serves {body.get('model_version')}, not {version}"
+                            break
+                        log.info("slot %s ready: %s (pid %d)", slot, version, process.pid)
+                        return
+                except (httpx.HTTPError, ValueError):
+                    pass
+                if time.monotonic() > deadline:
+                    why = f"it was not ready after {timeout:g}s"
+                    break
+                time.sleep(0.1)
+        tail = self._log_tail(slot, offset)
+        if process.poll() is None:
+            stop_process(process.pid)
+        raise DeployError(f"slot {slot}: {version} failed to start: {why}. Server log "
+                          f"({slot_log(self.settings, slot)}), last lines:\n{tail}")
+
+    def _smoke_test(self, slot: str, model_version: ModelVersion) -> None:
+        """Predict the rows recorded at training on the slot's own port; they must match.
+
+        :raises DeployError: no smoke rows, a failed request or a different prediction.
+        """
+        smoke = model_version.metadata.get("smoke") or {}
+        rows, expected = smoke.get("rows"), smoke.get("predictions")
+        if not rows or expected is None or len(rows) != len(expected):
+            raise DeployError(f"{model_version.version} has no usable smoke rows in its "
+                              "registry metadata; cannot check it before switching")
+        url = f"{slot_url(self.settings, slot)}/predict"
+        try:
+            response = httpx.post(url, json={"rows": rows}, timeout=30.0)
+        except httpx.HTTPError as exc:
+            raise DeployError(f"slot {slot}: smoke request failed: {exc}") from exc
+        if response.status_code != 200:
+            raise DeployError(f"slot {slot}: smoke request answered {response.status_code}: "
+                              f"{response.text[:500]}")
+        body = response.json()
+        got = [p["late_probability"] for p in body["predictions"]]
+        wrong = [i for i, (g, e) in enumerate(zip(got, expected, strict=True))
+                 if not math.isclose(g, e, rel_tol=0.0, abs_tol=SMOKE_TOLERANCE)]
+        if body.get("model_version") != model_version.version or wrong:
+            i = wrong[0] if wrong else 0
+            raise DeployError(
+                f"slot {slot}: smoke predictions of {body.get('model_version')} differ from "
+                f"those recorded at training for {model_version.version} in {len(wrong)} of "
+                f"{len(rows)} rows (row {i}: {got[i]} vs {expected[i]}, tolerance "
+                f"{SMOKE_TOLERANCE})")
+        log.info("slot %s smoke test passed: %d rows match training", slot, len(rows))
+
+    # -- switching ---------------------------------------------------------------------
+    def _switch(self, slot: str, version: str) -> tuple[float, float]:
+        """Point the router at ``slot`` and confirm through it that ``version`` answers.
+
+        :return: the switch's wall-clock time and how long confirming it took.
+        :raises DeployError: the router does not answer with ``version`` from ``slot``.
+        """
+        last = None
+        with httpx.Client(timeout=2.0) as client:  # made before the switch: it is not free
+            try:
+                self.router.ensure_running()
+                switched_at = time.time()
+                self.router.switch(slot)
+            except RouterError as exc:
+                raise DeployError(f"router: {exc}") from exc
+            started = time.monotonic()
+            while time.monotonic() - started < ROUTER_VERIFY_S:
+                try:
+                    response = client.get(f"{self.router.url}/version")
+                    last = f"{response.status_code} {response.text[:200]}"
+                    body = response.json()
+                    if body.get("model_version") == version and body.get("slot") == slot:
+                        verified_s = time.monotonic() - started
+                        log.info("router %s now answers with %s from slot %s (%.3fs)",
+                                 self.router.url, version, slot, verified_s)
+                        return switched_at, verified_s
+                except (httpx.HTTPError, ValueError) as exc:
+                    last = repr(exc)
+                time.sleep(0.05)
+        raise DeployError(f"router {self.router.url} did not answer with {version} from slot "
+                          f"{slot} within {ROUTER_VERIFY_S:.0f}s; last answer: {last}")
+
+    def _record(self, state: dict, action: str, from_slot: str | None, to_slot: str,
+                version: str, previous_version: str | None, reason: str,
+                switched_at: float, verified_s: float) -> dict:
+        record = {"at": _now(), "action": action, "from_slot": from_slot, "to_slot": to_slot,
+                  "version": version, "previous_version": previous_version, "reason": reason,
+                  "switched_at": round(switched_at, 6), "router_verified_s": round(verified_s, 4)}
+        state["live"] = to_slot
+        state["history"].append(record)
+        self._write_state(state)
+        return record
+
+    # -- public operations -------------------------------------------------------------
+    def deploy(self, model_version: ModelVersion, reason: str) -> dict:
+        """Serve ``model_version``: start it in the idle slot, check it, switch to it.
+
+        :return: :meth:`status` after the deploy, plus ``changed`` (False when the version
+            was already live) and ``switch`` (the history record, None if unchanged).
+        :raises DeployError: refused (checksum mismatch) or failed (start, readiness, smoke
+            test, router); the live slot is untouched and keeps serving.
+        """
+        version = model_version.version
+        with self.lock:
+            state = self._read_state()
+            live = state["live"]
+            live_entry = (state["slots"].get(live) or {}) if live else {}
+            if (live and live_entry.get("version") == version
+                    and self._slot_running(live, live_entry.get("pid"))):
+                log.info("%s is already live in slot %s; nothing to deploy", version, live)
+                if self.router.live_slot() != live or not self.router.is_running():
+                    self._switch(live, version)
+                return {**self.status(), "changed": False, "switch": None}
+
+            log.info("deploying %s %s: %s", model_version.name, version, reason)
+            served_from = Registry(self.settings.registry_dir, self.settings.model_name)
+            if (served_from.versions_dir / version).resolve() != model_version.path.resolve():
+                raise DeployError(f"refusing to deploy {version}: it is at {model_version.path}"
+                                  f", but slot servers load from {served_from.versions_dir}")
+            try:
+                sha256 = model_version.verify()
+            except (ArtifactIntegrityError, OSError, KeyError) as exc:
+                raise DeployError(f"refusing to deploy {version}: {exc}") from exc
+            log.info("artifact checksum verified: %s", sha256)
+
+            target = other_slot(live) if live else "blue"
+            self._stop_slot(state, target)
+            self._write_state(state)
+            process, offset = self._start_slot(target, version)
+            state["slots"][target] = self._slot_entry(target, version, process.pid)
+            self._write_state(state)
+            log.info("started %s in slot %s (pid %d, port %d); waiting for /ready", version,
+                     target, process.pid, slot_port(self.settings, target))
+            try:
+                self._wait_ready(target, version, process, offset)
+                self._smoke_test(target, model_version)
+                switched_at, verified_s = self._switch(target, version)
+            except BaseException as exc:  # also a killed task: leave the live slot as it was
+                self._abandon(state, target, live)
+                if isinstance(exc, Exception) and not isinstance(exc, DeployError):
+                    raise DeployError(f"slot {target}: deploying {version} failed: "
+                                      f"{exc!r}") from exc
+                raise
+            record = self._record(state, "deploy", live, target, version,
+                                  live_entry.get("version"), reason, switched_at, verified_s)
+            if live:
+                log.info("switched live traffic from %s (%s) to %s (%s); %s keeps running "
+                         "for rollback", live, live_entry.get("version"), target, version, live)
+            else:
+                log.info("live traffic now goes to %s (%s)", target, version)
+            return {**self.status(), "changed": True, "switch": record}
+
+    def _abandon(self, state: dict, target: str, live: str | None) -> None:
+        """After a failed deploy: point the router back at ``live``, stop the candidate."""
+        log.error("deploy to slot %s failed; stopping it, %s stays live", target, live)
+        if live and self.router.live_slot() != live:
+            try:
+                self.router.switch(live)
+            except (RouterError, OSError) as exc:
+                log.error("could not point the router back at %s: %s", live, exc)
+        self._stop_slot(state, target)
+        self._write_state(state)
+
+    def rollback(self, reason: str) -> dict:
+        """Switch back to the other slot, which still runs the previous version.
+
+        :return: :meth:`status` after the switch, plus ``changed`` and ``switch`` (the
+            history record).
+        :raises DeployError: nothing is live, or the other slot runs no ready model.
+        """
+        with self.lock:
+            state = self._read_state()
+            live = state["live"]
+            if live is None:
+                raise DeployError("cannot roll back: nothing is live")
+            target = other_slot(live)
+            entry = state["slots"].get(target) or {}
+            version = entry.get("version")
+            if not version or not self._slot_running(target, entry.get("pid")):
+                raise DeployError(f"cannot roll back from {live}: slot {target} runs no model "
+                                  f"(version {version}, pid {entry.get('pid')} not running)")
+            try:
+                body = httpx.get(f"{slot_url(self.settings, target)}/ready", timeout=5).json()
+            except (httpx.HTTPError, ValueError) as exc:
+                raise DeployError(f"cannot roll back: slot {target} is not ready: {exc}") from exc
+            if not body.get("ready") or body.get("model_version") != version:
+                raise DeployError(f"cannot roll back: slot {target} answers {body}, "
+                                  f"expected {version} ready")
+            log.info("rolling back from %s to %s (%s): %s", live, target, version, reason)
+            live_version = (state["slots"].get(live) or {}).get("version")
+            switched_at, verified_s = self._switch(target, version)
+            record = self._record(state, "rollback", live, target, version, live_version,
+                                  reason, switched_at, verified_s)
+            return {**self.status(), "changed": True, "switch": record}
+
+    def stop_all(self) -> None:
+        """Stop both slot servers and nginx; nothing is live afterwards."""
+        with self.lock:
+            state = self._read_state()
+            for slot in SLOTS:
+                self._stop_slot(state, slot)
+            self.router.stop()
+            self.router.live_link.unlink(missing_ok=True)
+            state["live"] = None
+            self._write_state(state)
+            log.info("serving stopped: both slots and the router")
+

@@ -1,0 +1,169 @@
+"""The prediction log: every served row, its prediction and the model that made it.
+
+A model server appends JSON lines to
+``<serving_dir>/predictions/date=<flight date>/<slot>-<pid>.jsonl`` (one file per process,
+so writers never share a file). Writing happens on a background thread fed by a bounded
+queue: a request never waits for the disk, and when the queue is full the batch is dropped
+and counted instead. The monitor reads the log back with :func:`read_served_inputs`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import queue
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from driftline.features import CATEGORICAL_FEATURES, INPUT_COLUMNS
+from driftline.serving.paths import predictions_dir
+
+log = logging.getLogger(__name__)
+
+LOG_COLUMNS = [*INPUT_COLUMNS, "late_probability", "model_version", "slot", "served_at"]
+_STOP = object()
+
+
+def flight_date(row: dict) -> str:
+    """The ``YYYY-MM-DD`` flight date of a raw row (its partition in the log)."""
+    return f"{int(row['year']):04d}-{int(row['month']):02d}-{int(row['day']):02d}"
+
+
+class PredictionLogger:
+    """Append served predictions as JSON lines, off the request path.
+
+    :param serving_dir: the serving directory (``settings.serving_dir``).
+    :param slot: the slot this server runs in.
+    :param model_name: the served model's name.
+    :param model_version: the served model's version.
+    :param max_batches: queue bound; batches beyond it are dropped and counted.
+    """
+
+    def __init__(self, serving_dir: Path, slot: str, model_name: str, model_version: str,
+                 max_batches: int = 1000, start: bool = True):
+        self.root = predictions_dir(serving_dir)
+        self.slot = slot
+        self.model_name = model_name
+        self.model_version = model_version
+        self.queue: queue.Queue = queue.Queue(maxsize=max_batches)
+        self.written_rows = 0
+        self.dropped_rows = 0
+        self.failed_rows = 0
+        self._count_lock = threading.Lock()
+        self._files: dict[str, object] = {}
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        if start:
+            self._thread.start()
+
+    def submit(self, rows: Sequence[dict], probabilities: Sequence[float],
+               served_at: str | None = None) -> bool:
+        """Queue one served batch; never blocks.
+
+        :return: False when the queue was full and the batch was dropped.
+        """
+        served_at = served_at or dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        try:
+            self.queue.put_nowait((rows, probabilities, served_at))
+            return True
+        except queue.Full:
+            with self._count_lock:
+                self.dropped_rows += len(rows)
+            return False
+
+    def stats(self) -> dict:
+        """Rows written, dropped (queue full) and failed (disk errors), batches queued."""
+        return {"written_rows": self.written_rows, "dropped_rows": self.dropped_rows,
+                "failed_rows": self.failed_rows, "queued_batches": self.queue.qsize()}
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then stop the thread and close the files."""
+        if self._thread.is_alive():
+            try:
+                self.queue.put(_STOP, timeout=timeout)
+            except queue.Full:
+                log.error("prediction log queue stayed full; %d batches not written",
+                          self.queue.qsize())
+            self._thread.join(timeout)
+        for fh in self._files.values():
+            fh.close()
+        self._files.clear()
+
+    # -- writer thread -----------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            items = [item]
+            while item is not _STOP:  # drain what is already waiting, then flush once
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                items.append(item)
+            for batch in items:
+                if batch is not _STOP:
+                    self._write(*batch)
+            for fh in self._files.values():
+                fh.flush()
+            if items[-1] is _STOP:
+                return
+
+    def _write(self, rows: Sequence[dict], probabilities: Sequence[float], served_at: str) -> None:
+        lines: dict[str, list[str]] = {}
+        for row, probability in zip(rows, probabilities, strict=True):
+            record = {**row, "late_probability": float(probability),
+                      "late": bool(probability >= 0.5), "model_name": self.model_name,
+                      "model_version": self.model_version, "slot": self.slot,
+                      "served_at": served_at}
+            lines.setdefault(flight_date(row), []).append(json.dumps(record))
+        for date, day_lines in lines.items():
+            try:
+                self._file(date).write("\n".join(day_lines) + "\n")
+                self.written_rows += len(day_lines)
+            except OSError as exc:
+                self.failed_rows += len(day_lines)
+                log.error("prediction log for %s not written: %s", date, exc)
+
+    def _file(self, date: str):
+        fh = self._files.get(date)
+        if fh is None:
+            path = self.root / f"date={date}" / f"{self.slot}-{os.getpid()}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fh = self._files[date] = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        return fh
+
+
+def read_served_inputs(serving_dir: Path, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """Served rows whose flight date is in ``[start, end]``, for drift monitoring.
+
+    A line still being written (no newline yet) is skipped, so is an unreadable one.
+
+    :param serving_dir: the serving directory (``settings.serving_dir``).
+    :return: :data:`~driftline.features.INPUT_COLUMNS` plus ``late_probability``,
+        ``model_version``, ``slot`` and ``served_at``; no rows when nothing was served.
+    """
+    root = predictions_dir(serving_dir)
+    records = []
+    day = start
+    while day <= end:
+        for path in sorted((root / f"date={day.isoformat()}").glob("*.jsonl")):
+            with open(path, encoding="utf-8") as fh:
+                for number, line in enumerate(fh, 1):
+                    if not line.endswith("\n"):
+                        continue
+                    try:
+                        records.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        log.warning("%s:%d: not a JSON line; skipped", path, number)
+        day += dt.timedelta(days=1)
+    frame = pd.DataFrame.from_records(records, columns=LOG_COLUMNS)
+    for column in LOG_COLUMNS:
+        if column in CATEGORICAL_FEATURES or column in {"model_version", "slot", "served_at"}:
+            frame[column] = frame[column].astype(object)
+        else:
+            frame[column] = pd.to_numeric(frame[column]).astype("float64")
+    return frame

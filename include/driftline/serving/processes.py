@@ -1,0 +1,68 @@
+"""Finding and stopping the detached processes serving runs (slot servers, nginx).
+
+They are started in their own session so they outlive the process that started them (an
+Airflow task), which is why they are tracked by pid and identified by command line before
+any signal is sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_children: dict[int, subprocess.Popen] = {}
+"""Processes started by this process, reaped when they stop (no zombies left behind)."""
+
+
+def adopt(process: subprocess.Popen) -> None:
+    """Remember a child so that stopping it also reaps it."""
+    _children[process.pid] = process
+
+
+def process_alive(pid: int | None) -> bool:
+    """Whether ``pid`` exists and is not a zombie (reaping it if it is our child)."""
+    if not pid:
+        return False
+    child = _children.get(pid)
+    if child is not None and child.poll() is not None:
+        del _children[pid]
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in {"Z", "X"}
+
+
+def process_cmdline(pid: int) -> str:
+    """The command line of ``pid``, arguments joined by spaces ('' when it is gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+def stop_process(pid: int, grace_s: float = 15.0) -> bool:
+    """Stop ``pid``: SIGTERM, then SIGKILL after ``grace_s``.
+
+    :return: whether it is gone.
+    """
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not process_alive(pid):
+                return True
+            time.sleep(0.05)
+        if sig == signal.SIGTERM:
+            log.warning("pid %d ignored SIGTERM for %.0fs; killing it", pid, grace_s)
+    return not process_alive(pid)

@@ -1,0 +1,271 @@
+"""Blue-green deploys with real slot servers and a real nginx router on loopback."""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import json
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from driftline.serving.bluegreen import BlueGreen, DeployError
+from driftline.serving.router import NGINX, Router, RouterError
+
+pytestmark = pytest.mark.skipif(not Path(NGINX).exists(),
+                                reason=f"nginx is not installed at {NGINX}")
+
+
+def serving_processes(serving_dir: Path) -> list[int]:
+    """Pids whose command line names this serving directory (slot servers, nginx master)."""
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if str(serving_dir) in cmdline and state != "Z":
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.fixture
+def bluegreen(settings):
+    bg = BlueGreen(settings)
+    yield bg
+    bg.stop_all()
+    deadline = time.monotonic() + 10
+    while serving_processes(settings.serving_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert serving_processes(settings.serving_dir) == [], "a serving process outlived stop_all"
+
+
+def router_get(settings, path: str) -> dict:
+    return httpx.get(f"http://127.0.0.1:{settings.serving.router_port}{path}", timeout=5).json()
+
+
+def router_predict(settings, rows: list[dict]) -> httpx.Response:
+    return httpx.post(f"http://127.0.0.1:{settings.serving.router_port}/predict",
+                      json={"rows": rows}, timeout=30)
+
+
+def assert_serves_smoke(settings, model_version) -> None:
+    smoke = model_version.metadata["smoke"]
+    body = router_predict(settings, smoke["rows"]).json()
+    assert body["model_version"] == model_version.version
+    np.testing.assert_allclose([p["late_probability"] for p in body["predictions"]],
+                               smoke["predictions"], rtol=0, atol=1e-6)
+
+
+def test_deploy_switch_rollback_through_the_router(bluegreen, settings, registry):
+    v1, v2 = registry.get("v0001"), registry.get("v0002")
+
+    first = bluegreen.deploy(v1, "first model")
+    assert first["changed"] and first["live"] == "blue"
+    assert first["switch"]["to_slot"] == "blue" and first["switch"]["from_slot"] is None
+    assert router_get(settings, "/version")["model_version"] == "v0001"
+    assert_serves_smoke(settings, v1)
+
+    second = bluegreen.deploy(v2, "retrained")
+    assert second["live"] == "green" and second["slots"]["green"]["version"] == "v0002"
+    switch = second["switch"]
+    assert (switch["from_slot"], switch["to_slot"]) == ("blue", "green")
+    assert (switch["version"], switch["previous_version"]) == ("v0002", "v0001")
+    assert router_get(settings, "/version") | {"pid": 0} == {
+        "model_name": "flight_delay", "model_version": "v0002", "slot": "green",
+        "sha256": v2.metadata["artifact"]["sha256"], "data_version": v2.data_version, "pid": 0}
+    assert_serves_smoke(settings, v2)
+    status = bluegreen.status()
+    assert status["live"] == "green" and status["router"]["running"]
+    assert status["slots"]["blue"]["running"] and status["slots"]["blue"]["version"] == "v0001"
+    assert status["slots"]["green"]["running"] and status["slots"]["green"]["version"] == "v0002"
+
+    back = bluegreen.rollback("v0002 misbehaves")
+    assert back["live"] == "blue" and back["slots"]["blue"]["version"] == "v0001"
+    switch = back["switch"]
+    assert (switch["action"], switch["from_slot"], switch["to_slot"]) == (
+        "rollback", "green", "blue")
+    assert (switch["version"], switch["previous_version"]) == ("v0001", "v0002")
+    assert_serves_smoke(settings, v1)
+
+    history = json.loads((settings.serving_dir / "state.json").read_text())["history"]
+    assert [(h["action"], h["to_slot"], h["version"]) for h in history] == [
+        ("deploy", "blue", "v0001"), ("deploy", "green", "v0002"), ("rollback", "blue", "v0001")]
+    assert all({"at", "from_slot", "previous_version", "reason"} <= set(h) for h in history)
+
+    # bad input through the router is refused by the slot, which keeps serving
+    row = dict(v1.metadata["smoke"]["rows"][0])
+    assert router_predict(settings, [{**row, "distance": "far"}]).status_code == 422
+    assert router_predict(settings, [row]).status_code == 200
+    # the slots logged what they served
+    logs = list((settings.serving_dir / "predictions").glob("date=*/*.jsonl"))
+    assert {p.name.split("-")[0] for p in logs} == {"blue", "green"}
+
+
+def test_redeploying_the_live_version_changes_nothing(bluegreen, registry):
+    bluegreen.deploy(registry.get("v0001"), "first")
+    before = bluegreen.status()
+    again = bluegreen.deploy(registry.get("v0001"), "retry of the same task")
+    after = bluegreen.status()
+    assert again["changed"] is False and again["switch"] is None
+    assert again["live"] == "blue" and again["slots"]["blue"]["version"] == "v0001"
+    assert after["slots"] == before["slots"] and len(after["history"]) == 1
+    assert not after["slots"]["green"]["running"]
+
+
+def test_version_from_another_registry_is_refused(bluegreen, model_home):
+    from driftline.registry import Registry
+
+    elsewhere = Registry(model_home / "registry", "flight_delay").get("v0001")
+    with pytest.raises(DeployError, match="slot servers load from"):
+        bluegreen.deploy(elsewhere, "wrong registry")
+    assert bluegreen.status()["live"] is None
+
+
+def test_checksum_mismatch_is_refused_and_live_keeps_serving(bluegreen, settings, registry,
+                                                              tamper):
+    bluegreen.deploy(registry.get("v0001"), "first")
+    tamper("v0002")
+    with pytest.raises(DeployError, match="sha256"):
+        bluegreen.deploy(registry.get("v0002"), "tampered")
+    status = bluegreen.status()
+    assert status["live"] == "blue" and not status["slots"]["green"]["running"]
+    assert not (settings.serving_dir / "logs" / "green.log").exists()  # never started
+    assert_serves_smoke(settings, registry.get("v0001"))
+
+
+def test_candidate_that_never_gets_ready_fails_and_live_is_unchanged(bluegreen, settings,
+                                                                      registry, corrupt):
+    bluegreen.deploy(registry.get("v0001"), "first")
+    corrupt("v0002")
+    with pytest.raises(DeployError) as failure:
+        bluegreen.deploy(registry.get("v0002"), "corrupt candidate")
+    message = str(failure.value)
+    assert "slot green" in message and "exited with status 2" in message
+    assert "refusing to start" in message  # the server log's tail
+    status = bluegreen.status()
+    assert status["live"] == "blue" and status["router"]["points_to"] == "blue"
+    assert not status["slots"]["green"]["running"] and status["slots"]["green"]["pid"] is None
+    assert len(status["history"]) == 1
+    assert_serves_smoke(settings, registry.get("v0001"))
+
+
+def test_candidate_with_different_smoke_predictions_is_not_switched_to(bluegreen, settings,
+                                                                       registry):
+    bluegreen.deploy(registry.get("v0001"), "first")
+    meta_path = registry.get("v0002").path / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["smoke"]["predictions"][3] += 0.01
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(DeployError, match=r"smoke predictions .* differ .* in 1 of 20 rows"):
+        bluegreen.deploy(registry.get("v0002"), "changed smoke expectations")
+    status = bluegreen.status()
+    assert status["live"] == "blue" and not status["slots"]["green"]["running"]
+    assert_serves_smoke(settings, registry.get("v0001"))
+
+
+def test_candidate_not_ready_in_time_is_stopped(bluegreen, settings, registry):
+    impatient = dataclasses.replace(settings, serving=dataclasses.replace(
+        settings.serving, start_timeout_s=0.3))
+    with pytest.raises(DeployError, match=r"slot blue: v0001 failed to start: it was not "
+                                          r"ready after 0.3s"):
+        BlueGreen(impatient).deploy(registry.get("v0001"), "impatient")
+    status = bluegreen.status()
+    assert status["live"] is None and not status["slots"]["blue"]["running"]
+    assert serving_processes(settings.serving_dir) == []
+
+
+def test_rollback_with_nothing_to_roll_back_to(bluegreen, registry):
+    with pytest.raises(DeployError, match="nothing is live"):
+        bluegreen.rollback("no deploy yet")
+    bluegreen.deploy(registry.get("v0001"), "first")
+    with pytest.raises(DeployError, match="slot green runs no model"):
+        bluegreen.rollback("only one version")
+    assert bluegreen.status()["live"] == "blue"
+
+
+def test_failing_config_test_keeps_the_old_config(bluegreen, settings, registry):
+    bluegreen.deploy(registry.get("v0001"), "first")
+    router = Router(settings)
+    good = router.conf_path.read_text()
+    broken = dataclasses.replace(settings, serving=dataclasses.replace(
+        settings.serving, router_port=70000))
+    with pytest.raises(RouterError, match=r"config test failed.*invalid port"):
+        Router(broken).write_config()
+    assert router.conf_path.read_text() == good
+    assert router_get(settings, "/version")["model_version"] == "v0001"
+
+
+class Client(threading.Thread):
+    """Sends single-row predictions through the router until stopped, either reusing one
+    keep-alive connection or opening a fresh one per request; records every outcome."""
+
+    def __init__(self, port: int, row: dict, keep_alive: bool):
+        super().__init__(daemon=True)
+        self.port, self.keep_alive = port, keep_alive
+        self.body = json.dumps({"rows": [row]})
+        self.results: list[tuple[float, float, str]] = []  # (sent, answered, version/error)
+        self.connections = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        conn = None
+        while not self.stop.is_set():
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                self.connections += 1
+            sent = time.time()
+            try:
+                conn.request("POST", "/predict", self.body,
+                             {"Content-Type": "application/json"})
+                response = conn.getresponse()
+                payload = response.read()
+                outcome = (json.loads(payload)["model_version"] if response.status == 200
+                           else f"HTTP {response.status}")
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                outcome = f"error {exc!r}"
+                conn.close()
+                conn = None
+            self.results.append((sent, time.time(), outcome))
+            if not self.keep_alive and conn is not None:
+                conn.close()
+                conn = None
+
+
+def test_switch_under_load_loses_no_request(bluegreen, settings, registry):
+    v1, v2 = registry.get("v0001"), registry.get("v0002")
+    bluegreen.deploy(v1, "first")
+    row = v1.metadata["smoke"]["rows"][0]
+    clients = [Client(settings.serving.router_port, row, keep_alive=k) for k in (True, False)]
+    for client in clients:
+        client.start()
+    time.sleep(0.5)
+    deployed = bluegreen.deploy(v2, "under load")
+    deployed_at = time.time()
+    time.sleep(0.5)
+    rolled_back = bluegreen.rollback("under load")
+    rolled_back_at = time.time()
+    time.sleep(0.5)
+    for client in clients:
+        client.stop.set()
+        client.join(15)
+
+    keep_alive, fresh = clients
+    assert keep_alive.connections == 1  # one connection to nginx across both switches
+    assert fresh.connections == len(fresh.results)
+    rollback_switched_at = rolled_back["switch"]["switched_at"]
+    for client in clients:
+        outcomes = [o for _, _, o in client.results]
+        assert set(outcomes) == {"v0001", "v0002"}, set(outcomes) - {"v0001", "v0002"}
+        # once a switch is confirmed, no request reaches the old version (a request answered
+        # before the rollback's rename certainly went through before it)
+        after_deploy = [o for sent, done, o in client.results
+                        if sent >= deployed_at and done < rollback_switched_at]
+        after_rollback = [o for sent, _, o in client.results if sent >= rolled_back_at]
+        assert after_deploy and set(after_deploy) == {"v0002"}
+        assert after_rollback and set(after_rollback) == {"v0001"}
+    assert deployed["switch"]["switched_at"] < deployed_at
