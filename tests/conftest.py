@@ -3,7 +3,6 @@ is imported anywhere, plus shared real data (real 2013 flights, real DVC repo, r
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import subprocess
 import sys
@@ -12,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-_SESSION = Path(tempfile.mkdtemp(prefix="driftline-tests-"))
-TEST_CONFIG = ROOT / "tests" / "driftline-test.toml"
+from tests.helpers import DATA_END, DATA_START, ROOT, TEST_CONFIG, settings_at
+
+# One session directory even if this module were imported twice.
+_SESSION = Path(os.environ.setdefault("DRIFTLINE_TEST_SESSION",
+                                      tempfile.mkdtemp(prefix="driftline-tests-")))
 
 os.environ.update({
     "AIRFLOW_HOME": str(_SESSION / "airflow"),
@@ -30,10 +31,6 @@ os.environ.update({
 })
 (_SESSION / "airflow" / "plugins").mkdir(parents=True, exist_ok=True)
 
-# Q1 2013 days used by the shared data: 24 days = 19 for training + 5 held out.
-DATA_START = dt.date(2013, 1, 1)
-DATA_END = dt.date(2013, 1, 24)
-
 
 @pytest.fixture(scope="session")
 def airflow_db():
@@ -48,12 +45,6 @@ def flights():
     from driftline.sources import load_flights_with_weather
 
     return load_flights_with_weather()
-
-
-def settings_at(home: Path):
-    from driftline.settings import load_settings
-
-    return load_settings(home=home, config=TEST_CONFIG)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from driftline.registry import Registry
 from driftline.sources import landing_path, replay
 from driftline.versioning import DataRepo
 
-from tests.conftest import settings_at
+from tests.helpers import settings_at
 
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 needs_nginx = pytest.mark.skipif(shutil.which("nginx") is None and

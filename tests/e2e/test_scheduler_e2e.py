@@ -18,7 +18,7 @@ import pytest
 from driftline.registry import Registry
 from driftline.sources import iter_days, replay
 
-from tests.conftest import ROOT, TEST_CONFIG, settings_at
+from tests.helpers import ROOT, TEST_CONFIG, settings_at
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from airflow_stack import AirflowStack, airflow_env

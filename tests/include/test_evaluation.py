@@ -6,7 +6,7 @@ from driftline.settings import GateSettings
 from driftline.training import train
 from driftline.versioning import DataRepo
 
-from tests.conftest import DATA_END, DATA_START, settings_at
+from tests.helpers import DATA_END, DATA_START, settings_at
 
 
 def _candidate(home, params):

@@ -14,7 +14,7 @@ from driftline.registry import Registry
 from driftline.sources import iter_days
 from driftline.versioning import DataRepo
 
-from tests.conftest import settings_at
+from tests.helpers import settings_at
 
 
 def test_no_champion_means_nothing_to_monitor(home_copy):

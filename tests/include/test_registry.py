@@ -3,7 +3,7 @@ import json
 import pytest
 from driftline.registry import ArtifactIntegrityError, Registry
 
-from tests.conftest import settings_at
+from tests.helpers import settings_at
 
 
 def test_training_registered_a_verifiable_model_with_lineage(trained_home):

@@ -15,7 +15,7 @@ from driftline.training import (
 )
 from driftline.versioning import DataRepo
 
-from tests.conftest import DATA_END, DATA_START, settings_at
+from tests.helpers import DATA_END, DATA_START, settings_at
 
 
 def test_model_beats_chance_on_the_time_holdout(trained_home):

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tests.conftest import settings_at
+from tests.helpers import settings_at
 
 
 @pytest.fixture
@@ -50,7 +50,6 @@ def test_connection_sets_home_remote_and_credentials_only_in_env(connection, tmp
 
 def test_asset_triggered_retraining_is_skipped_until_due(home_copy):
     from airflow.sdk.exceptions import AirflowSkipException
-
     from driftline.registry import Registry
     from driftline_provider.operators.training import PlanTrainingOperator
 

@@ -1,7 +1,8 @@
 """Training in a Kubernetes pod: the cncf-kubernetes KubernetesPodOperator, configured.
 
 The pod runs the same entrypoint with the same arguments as the local path
-(:func:`driftline_provider.operators.training.training_command`). Designed around known traps:
+(``python`` + :func:`driftline_provider.operators.training.training_command`). Designed
+around known traps:
 
 - GPUs are requested as a *limit* (``nvidia.com/gpu``); Kubernetes ignores GPU requests alone.
 - Tainted GPU nodes need the toleration *and* a node selector, or the pod lands elsewhere.
@@ -9,6 +10,7 @@ The pod runs the same entrypoint with the same arguments as the local path
   (apache/airflow#37298). The result is the entrypoint's last log line, read on completion.
 - DVC remote credentials come from a Kubernetes Secret (``env_from``), never the DAG/image.
 - Non-root ``securityContext``, no privilege escalation, all capabilities dropped.
+- A failed pod fails the task with the container's exit code and last log line.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ from typing import Any
 
 from airflow.providers.cncf.kubernetes.callbacks import KubernetesPodOperatorCallback
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.providers.common.compat.sdk import XCOM_RETURN_KEY
+from airflow.sdk.exceptions import AirflowException
+from driftline.settings import KubernetesSettings, load_settings
 from kubernetes.client import models as k8s
 
-from driftline.settings import KubernetesSettings, load_settings
 from driftline_provider.operators.training import training_command
+
+LOG_TAIL_LINES = 200
 
 
 def parse_training_result(log_text: str) -> dict | None:
@@ -38,19 +44,32 @@ def parse_training_result(log_text: str) -> dict | None:
     return None
 
 
+def container_exit_code(pod: k8s.V1Pod | None, container: str) -> int | None:
+    """Exit code of a terminated container of ``pod``; None while it has not terminated."""
+    statuses = (pod.status.container_statuses if pod and pod.status else None) or []
+    status = next((s for s in statuses if s.name == container), None)
+    terminated = status.state.terminated if status and status.state else None
+    return terminated.exit_code if terminated else None
+
+
 class TrainingResultCallback(KubernetesPodOperatorCallback):
-    """Read the training result from the pod's log before the pod is cleaned up."""
+    """Read the training result and exit code from the pod before the pod is cleaned up."""
 
     @staticmethod
     def on_pod_completion(*, pod: k8s.V1Pod, client, mode: str, operator=None, **kwargs):
         if operator is None or pod is None:
             return
+        operator.training_exit_code = container_exit_code(pod, operator.base_container_name)
         # _preload_content=False: kubernetes 36.0.3 returns str(bytes) otherwise
         # (kubernetes-client/python#2596)
         response = client.read_namespaced_pod_log(
             name=pod.metadata.name, namespace=pod.metadata.namespace,
-            container=operator.base_container_name, tail_lines=200, _preload_content=False)
-        operator.training_result = parse_training_result(response.data.decode())
+            container=operator.base_container_name, tail_lines=LOG_TAIL_LINES,
+            _preload_content=False)
+        text = response.data.decode(errors="replace")
+        lines = [line for line in text.splitlines() if line.strip()]
+        operator.training_last_line = lines[-1] if lines else ""
+        operator.training_result = parse_training_result(text)
 
 
 def pod_options(cfg: KubernetesSettings) -> dict[str, Any]:
@@ -84,6 +103,9 @@ def pod_options(cfg: KubernetesSettings) -> dict[str, Any]:
         "do_xcom_push": False,
         "on_finish_action": "delete_pod",
         "reattach_on_restart": True,
+        "log_events_on_failure": True,
+        # a real kubelet then reports the log tail as the termination message on failure
+        "termination_message_policy": "FallbackToLogsOnError",
         "deferrable": cfg.deferrable,
     }
     if cfg.service_account:
@@ -115,27 +137,53 @@ class KubernetesTrainOperator(KubernetesPodOperator):
         super().__init__(callbacks=[TrainingResultCallback, *callbacks], **options)
         self.plan = plan
         self.training_result: dict | None = None
+        self.training_exit_code: int | None = None
+        self.training_last_line = ""
 
-    def _set_arguments(self) -> None:
-        args = training_command(self.plan)[1:]
+    def training_arguments(self, plan: dict) -> list[str]:
+        """The container's args: the local path's, plus ``--data-repo`` when configured."""
+        args = training_command(plan)
         if self.data_repo_url:
             args += ["--data-repo", self.data_repo_url]
-        self.arguments = args
+        return args
+
+    def build_pod_request_obj(self, context=None, *, dry_run: bool = False) -> k8s.V1Pod:
+        if isinstance(self.plan, dict):  # rendered; an unrendered XComArg in a dry run
+            self.arguments = self.training_arguments(self.plan)
+        return super().build_pod_request_obj(context, dry_run=dry_run)
 
     def execute(self, context):
-        self._set_arguments()
         super().execute(context)
-        return self._result()
+        return self._result(context)
 
     def trigger_reentry(self, context, event):
         super().trigger_reentry(context, event)
-        return self._result()
+        return self._result(context)
 
-    def _result(self) -> dict:
+    def cleanup(self, pod, remote_pod, xcom_result=None, context=None) -> None:
+        """Delete the pod as configured; on failure, name the exit code and last log line."""
+        try:
+            super().cleanup(pod=pod, remote_pod=remote_pod, xcom_result=xcom_result,
+                            context=context)
+        except AirflowException as exc:
+            if self.training_exit_code is None:
+                raise
+            message = (f"training pod {pod.metadata.name} exited with code "
+                       f"{self.training_exit_code}: {self.training_last_line or '(no log)'}")
+            self.log.error("%s", message)
+            raise AirflowException(message) from exc
+
+    def _result(self, context) -> dict:
+        """The pod's result, pushed as this task's return value for the gate and deploy.
+
+        Pushed explicitly: ``do_xcom_push=False`` (no sidecar) also stops Airflow from
+        pushing what ``execute`` returns.
+        """
         if not self.training_result:
-            raise RuntimeError("the training pod finished without printing its result line")
+            raise AirflowException("the training pod finished without printing its result line")
         result = self.training_result
         self.log.info("model %s %s trained in the pod on device %s (auc %.4f)",
                       result["model_name"], result["version"], result["device"],
                       result["metrics"]["auc"])
+        context["ti"].xcom_push(key=XCOM_RETURN_KEY, value=result)
         return result

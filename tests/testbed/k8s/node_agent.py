@@ -1,10 +1,11 @@
 """A tiny stand-in for a kubelet, for tests against a real kube-apiserver.
 
 It registers a Node, binds unscheduled pods to it (a one-node "scheduler" that checks
-``nodeSelector`` and resource requests against the node's allocatable), runs each container's
-``command`` + ``args`` as a local process (images are ignored), reports pod and container
-status, serves ``/containerLogs/{ns}/{pod}/{container}`` over HTTPS (the apiserver proxies
-``pods/log`` there) and kills a pod's processes when the pod is deleted.
+``nodeSelector`` against the Node's current labels, its ``NoSchedule``/``NoExecute`` taints
+against the pod's tolerations, and resource requests against the node's allocatable), runs
+each container's ``command`` + ``args`` as a local process (images are ignored), reports pod
+and container status, serves ``/containerLogs/{ns}/{pod}/{container}`` over HTTPS (the
+apiserver proxies ``pods/log`` there) and kills a pod's processes when the pod is deleted.
 
 Out of scope: exec/attach/port-forward (so no XCom sidecar), volumes, probes, restarts.
 
@@ -324,11 +325,36 @@ def pod_requests(pod: client.V1Pod) -> dict[str, float]:
     return total
 
 
-def unschedulable_reason(pod: client.V1Pod, labels: dict[str, str]) -> str | None:
+def tolerates(toleration: client.V1Toleration, taint: client.V1Taint) -> bool:
+    """Whether ``toleration`` tolerates ``taint`` (the scheduler's matching rules)."""
+    if toleration.effect and toleration.effect != taint.effect:
+        return False
+    if not toleration.key:  # empty key with Exists tolerates everything
+        return toleration.operator == "Exists"
+    if toleration.key != taint.key:
+        return False
+    if toleration.operator == "Exists":
+        return True
+    return (toleration.value or "") == (taint.value or "")
+
+
+def unschedulable_reason(
+    pod: client.V1Pod, labels: dict[str, str], taints: list[client.V1Taint] = ()
+) -> str | None:
     """Why this node cannot take the pod, in the scheduler's words, or None if it fits."""
     selector = pod.spec.node_selector or {}
     if any(labels.get(k) != v for k, v in selector.items()):
         return "0/1 nodes are available: 1 node(s) didn't match node selector."
+    tolerations = pod.spec.tolerations or []
+    for taint in taints:
+        if taint.effect in ("NoSchedule", "NoExecute") and not any(
+            tolerates(t, taint) for t in tolerations
+        ):
+            value = f"={taint.value}" if taint.value else ""
+            return (
+                "0/1 nodes are available: 1 node(s) had taint "
+                f"{{{taint.key}{value}: {taint.effect}}}, that the pod didn't tolerate."
+            )
     for key, amount in pod_requests(pod).items():
         if amount > float(parse_quantity(NODE_CAPACITY.get(key, "0"))):
             return f"0/1 nodes are available: 1 Insufficient {key}."
@@ -467,7 +493,13 @@ class NodeAgent:
         threading.Thread(target=fn, args=(pod,), daemon=True).start()
 
     def _schedule(self, pod: client.V1Pod) -> None:
-        reason = unschedulable_reason(pod, self.labels)
+        labels, taints = self.labels, []
+        try:  # the Node as it is now: tests may label or taint it
+            node = self.api.read_node(self.node)
+            labels, taints = node.metadata.labels or labels, node.spec.taints or []
+        except ApiException as exc:
+            log.warning("reading node %s failed: %s", self.node, exc.reason)
+        reason = unschedulable_reason(pod, labels, taints)
         if reason:
             return self._mark_unschedulable(pod, reason)
         target = client.V1ObjectReference(kind="Node", api_version="v1", name=self.node)

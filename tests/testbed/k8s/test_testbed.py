@@ -209,3 +209,48 @@ def test_kubernetes_pod_operator_dag_test(kube_testbed, tmp_path, deferrable):
     assert f"{prefix}{FAIL_LINE}" in output
     assert "returned a failure" in output
     wait_for(lambda: not api.list_namespaced_pod(ns).items, "the KPO pods to be deleted")
+
+
+# --------------------------------------------------------------------------------------------
+# one testbed per session, however many conftest.py files import the fixture
+# --------------------------------------------------------------------------------------------
+
+
+def test_one_testbed_per_session(kube_testbed, tmp_path_factory):
+    """tests/plugins/conftest.py imports the fixture too: both must share this testbed."""
+    made = tmp_path_factory.getbasetemp().glob("k8s-testbed*")
+    assert [p for p in made if not p.is_symlink()] == [kube_testbed.workdir]  # not ...current
+
+
+def test_taints_and_node_selector_are_checked_against_the_live_node(kube_testbed):
+    """The agent schedules against the Node as it is now: a test may label or taint it."""
+    api = kube_testbed.api()
+    ns = new_namespace(api, "tb")
+    key, label = "example.com/dedicated", {"example.com/pool": "gpu"}
+    taint = {"key": key, "value": "gpu", "effect": "NoSchedule"}
+    gpu_pool = {"metadata": {"labels": label}, "spec": {"taints": [taint]}}
+    api.patch_node(kube_testbed.node_name, gpu_pool)
+    try:
+
+        def toleration(value: str) -> client.V1Toleration:
+            return client.V1Toleration(key=key, operator="Equal", value=value, effect="NoSchedule")
+
+        pods = {name: python_pod(name, "pass") for name in ("plain", "tolerates", "wrong-value")}
+        pods["tolerates"].spec.tolerations = [toleration("gpu")]
+        pods["tolerates"].spec.node_selector = label
+        pods["wrong-value"].spec.tolerations = [toleration("cpu")]
+        for pod in pods.values():
+            api.create_namespaced_pod(ns, pod)
+
+        wait_for(lambda: phase_in(api, ns, "tolerates", "Succeeded"), "tolerating pod to run")
+
+        def refused(name: str):
+            conds = api.read_namespaced_pod(name, ns).status.conditions or []
+            return next((c for c in conds if c.reason == "Unschedulable"), None)
+
+        for name in ("plain", "wrong-value"):
+            cond = wait_for(lambda n=name: refused(n), f"{name} to be unschedulable")
+            assert f"had taint {{{key}=gpu: NoSchedule}}" in cond.message
+    finally:
+        unlabel = {"metadata": {"labels": dict.fromkeys(label)}, "spec": {"taints": None}}
+        api.patch_node(kube_testbed.node_name, unlabel)

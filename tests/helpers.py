@@ -1,0 +1,21 @@
+"""Constants and helpers shared by test modules (import from here, never from conftest,
+which pytest already imported: a second import would run it again)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_CONFIG = ROOT / "tests" / "driftline-test.toml"
+
+# Q1 2013 days used by the shared data: 24 days = 19 for training + 5 held out.
+DATA_START = dt.date(2013, 1, 1)
+DATA_END = dt.date(2013, 1, 24)
+
+
+def settings_at(home: Path):
+    """driftline settings for a test home, with the small test configuration."""
+    from driftline.settings import load_settings
+
+    return load_settings(home=home, config=TEST_CONFIG)

@@ -1,0 +1,303 @@
+"""The train DAG's Kubernetes path end to end, against a real kube-apiserver.
+
+``driftline_train`` is parsed with ``DRIFTLINE_TRAINING_BACKEND=kubernetes`` and run with
+``dag.test()``: its ``train`` task is a KubernetesTrainOperator that creates a pod through
+the testbed's kube-apiserver; the testbed's node agent runs the pod's command
+(``python -m driftline.training ...``) as a local process on the same filesystem, so the pod
+trains on this test's driftline home and registers the model there.
+
+The node is labelled and tainted like a GPU node for these tests, and the node agent binds
+only pods that carry the matching node selector *and* a toleration of the taint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import threading
+import time
+import tomllib
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import structlog.testing
+from driftline.registry import Registry
+from driftline.settings import load_settings
+from driftline.versioning import DataRepo
+from kubernetes import client, watch
+from testbed.k8s.testbed import free_ports
+from urllib3.exceptions import ProtocolError
+
+pytestmark = pytest.mark.k8s
+ROOT = Path(__file__).resolve().parents[2]
+TRAIN_DAG = ROOT / "dags" / "driftline_train.py"
+TEST_CONFIG = ROOT / "tests" / "driftline-test.toml"  # not `from tests.helpers import`: that
+# would run tests/conftest.py a second time and point the session at a new Airflow home
+GPU_LABEL = {"nvidia.com/gpu.present": "true"}
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+WINDOW = {"window_start": "2013-01-01", "window_end": "2013-01-24"}
+HAS_NGINX = shutil.which("nginx") is not None or Path("/usr/sbin/nginx").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# fixtures and helpers
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def gpu_node(kube_testbed):
+    """The testbed node labelled and tainted as a GPU node; both removed afterwards."""
+    api = kube_testbed.api()
+    api.patch_node(kube_testbed.node_name,
+                   {"metadata": {"labels": GPU_LABEL}, "spec": {"taints": [GPU_TAINT]}})
+    yield kube_testbed
+    api.patch_node(kube_testbed.node_name, {"metadata": {"labels": dict.fromkeys(GPU_LABEL)},
+                                            "spec": {"taints": None}})
+
+
+@pytest.fixture
+def namespace(gpu_node):
+    api = gpu_node.api()
+    name = f"train-{uuid.uuid4().hex[:6]}"
+    api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    api.delete_namespace(name)
+
+
+@pytest.fixture
+def k8s(home_copy, gpu_node, namespace, tmp_path, monkeypatch, airflow_db):
+    """A driftline home and config that send training to the testbed.
+
+    The config is the test suite's, with serving on free ports (other test sessions on this
+    machine use the fixed ones) and a ``[kubernetes]`` section; ``configure(**kw)`` rewrites
+    it with ``kw`` changed in that section.
+    """
+    config = tmp_path / "driftline-k8s.toml"
+    base = tomllib.loads(TEST_CONFIG.read_text())
+    ports = dict(zip(("router_port", "blue_port", "green_port"), free_ports(3), strict=True))
+    base["serving"] = {**base.get("serving", {}), **ports}
+
+    def configure(**kubernetes) -> Path:
+        section = {"config_file": str(gpu_node.kubeconfig), "namespace": namespace,
+                   "home": str(home_copy), "gpus": 1, "node_selector": GPU_LABEL,
+                   "tolerations": [TOLERATION], "cpu_request": "1", "memory_request": "1Gi",
+                   "memory_limit": "4Gi", "startup_timeout_s": 120, **kubernetes}
+        tables = {**base, "kubernetes": section}
+        config.write_text("".join(f"[{name}]\n" + "".join(
+            f"{key} = {toml(value)}\n" for key, value in table.items()) + "\n"
+            for name, table in tables.items()))
+        return config
+
+    monkeypatch.setenv("DRIFTLINE_HOME", str(home_copy))
+    monkeypatch.setenv("DRIFTLINE_CONFIG", str(configure()))
+    monkeypatch.setenv("DRIFTLINE_TRAINING_BACKEND", "kubernetes")
+    settings = load_settings(home=home_copy, config=config)
+    yield SimpleNamespace(home=home_copy, settings=settings, configure=configure,
+                          testbed=gpu_node, api=gpu_node.api(), namespace=namespace)
+    from driftline.serving.bluegreen import BlueGreen
+
+    BlueGreen(settings).stop_all()
+
+
+def toml(value) -> str:
+    """A TOML value for the few types used here."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f'"{k}" = {toml(v)}' for k, v in value.items()) + " }"
+    return "[" + ", ".join(toml(v) for v in value) + "]"
+
+
+class PodRecorder:
+    """Watches a namespace and keeps every pod event (type, pod) the apiserver sends."""
+
+    def __init__(self, api: client.CoreV1Api, namespace: str):
+        self.events: list[tuple[str, client.V1Pod]] = []
+        self._watch = watch.Watch()
+        stream = self._watch.stream(api.list_namespaced_pod, namespace, timeout_seconds=600)
+        self._thread = threading.Thread(target=self._record, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _record(self, stream) -> None:
+        with contextlib.suppress(ProtocolError):  # the connection closed by stop()
+            self.events.extend((e["type"], e["object"]) for e in stream)
+
+    def stop(self, wait_for: str = "DELETED", timeout: float = 15) -> None:
+        """Stop watching once a ``wait_for`` event has come (or after ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while not self.kinds().count(wait_for) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self._watch.stop()  # closes the connection: the thread ends
+        self._thread.join(timeout=5)
+
+    def kinds(self) -> list[str]:
+        return [kind for kind, _ in self.events]
+
+    def first(self, kind: str) -> client.V1Pod:
+        return next(pod for kind_, pod in self.events if kind_ == kind)
+
+    def names(self) -> set[str]:
+        return {pod.metadata.name for _, pod in self.events}
+
+
+def parse_train_dag():
+    """The train DAG parsed now (the training backend is chosen at parse time)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(TRAIN_DAG))
+    assert bag.import_errors == {}
+    return bag.get_dag("driftline_train")
+
+
+def run_dag(dag, conf: dict) -> tuple[str, dict[str, str], object, str]:
+    """``dag.test()``: the run's state, each task's state, the run and its log.
+
+    The log is what Airflow and the operators logged through structlog, captured as events
+    (not from stdout: Airflow binds its handlers to whichever stdout existed at import).
+    """
+    from airflow.utils.session import create_session
+
+    with structlog.testing.capture_logs() as events:
+        dag_run = dag.test(run_conf=conf)
+    with create_session() as session:
+        states = {ti.task_id: ti.state for ti in dag_run.get_task_instances(session=session)}
+    return dag_run.state, states, dag_run, "\n".join(map(log_line, events))
+
+
+def log_line(event: dict) -> str:
+    """One captured structlog event as text: level, logger and the formatted message."""
+    message = str(event.get("event", ""))
+    if event.get("positional_args"):
+        with contextlib.suppress(TypeError, ValueError):
+            message = message % tuple(event["positional_args"])
+    return f"[{event.get('log_level')}] {event.get('logger', '')}: {message}"
+
+
+def train_xcom(dag_run) -> dict | None:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.query(XComModel).filter_by(
+            dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id="train",
+            key="return_value").one_or_none()
+        return XComModel.deserialize_value(row) if row else None
+
+
+# --------------------------------------------------------------------------------------------
+# tests
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
+def test_train_dag_trains_in_a_gpu_pod_and_registers_the_model(k8s, deferrable):
+    from driftline_provider.operators.kubernetes import KubernetesTrainOperator
+
+    k8s.configure(deferrable=deferrable)
+    settings = k8s.settings
+    registry = Registry(settings.registry_dir, settings.model_name)
+    before = {v.version for v in registry.versions()}
+    dag = parse_train_dag()
+    assert isinstance(dag.task_dict["train"], KubernetesTrainOperator)
+    assert dag.task_dict["train"].deferrable is deferrable
+
+    pods = PodRecorder(k8s.api, k8s.namespace)
+    # new hyperparameters: a new run key, so the pod really trains (no reuse of v0001)
+    conf = {**WINDOW, "reason": "k8s e2e", "hyperparameters": {"max_depth": 5}}
+    state, tasks, dag_run, log = run_dag(dag, conf)
+    pods.stop()
+
+    assert tasks["plan"] == "success" and tasks["train"] == "success", (tasks, log[-5000:])
+    # the model: trained by the pod on this test's home, registered there, on the CPU
+    (new,) = {v.version for v in registry.versions()} - before
+    version = registry.get(new)
+    head = DataRepo(settings.data_repo, settings.dvc_remote).head()
+    assert version.metadata["reason"] == "k8s e2e" and version.data_version == head
+    assert version.metadata["window"] == {"start": "2013-01-01", "end": "2013-01-24"}
+    assert version.metadata["params"]["max_depth"] == 5
+    assert version.metrics["device"] == "cpu" and 0.5 < version.metrics["auc"] <= 1
+    result = train_xcom(dag_run)
+    assert result["version"] == new and result["device"] == "cpu"
+    # the pod: created through the apiserver as rendered, bound to the GPU node, deleted
+    created = pods.first("ADDED")
+    (container,) = created.spec.containers
+    assert container.resources.limits["nvidia.com/gpu"] == "1"
+    assert created.spec.node_selector == GPU_LABEL
+    assert "nvidia.com/gpu" in [t.key for t in created.spec.tolerations]
+    assert container.command + container.args[:2] == ["python", "-m", "driftline.training"]
+    assert any(p.spec.node_name == k8s.testbed.node_name for _, p in pods.events)
+    assert "DELETED" in pods.kinds() and not k8s.api.list_namespaced_pod(k8s.namespace).items
+    # the pod's own log lines, as the operator relayed them
+    assert ("Pausing task as DEFERRED" in log) is deferrable  # the trigger ran (inline)
+    prefix = r"\[base\] logs: " if deferrable else r"\[base\] "
+    assert re.search(prefix + rf"\S+ \S+ INFO __main__: registered flight_delay {new} ", log)
+    assert re.search(prefix + r'\{"model_name": "flight_delay"', log)
+    assert f"model flight_delay {new} trained in the pod on device cpu" in log
+    # gate and deploy ran on the pod's result
+    assert tasks["gate"] == "success", tasks
+    if HAS_NGINX:
+        from driftline.serving.bluegreen import BlueGreen
+
+        assert state == "success" and tasks["deploy"] == "success", tasks
+        live = BlueGreen(settings).status()
+        assert live["slots"][live["live"]]["version"] == new
+
+
+def test_a_failing_training_pod_fails_the_task_with_its_exit_code(k8s):
+    settings = k8s.settings
+    registry = Registry(settings.registry_dir, settings.model_name)
+    before = [v.version for v in registry.versions()]
+    dag = parse_train_dag()
+    dag.task_dict["train"].retries = 0  # the DAG retries once after 30 s; one try is enough
+
+    pods = PodRecorder(k8s.api, k8s.namespace)
+    # no GPU here: XGBoost falls back to the CPU and require_gpu makes training fail
+    conf = {**WINDOW, "reason": "needs a gpu", "hyperparameters": {"device": "cuda"}}
+    state, tasks, _, log = run_dag(dag, conf)
+    pods.stop()
+
+    assert state == "failed"
+    assert tasks["train"] == "failed" and tasks["gate"] == "upstream_failed", tasks
+    assert "exited with code 1: GpuUnavailableError: asked for device 'cuda'" in log, log[-5000:]
+    assert "exit_code=1" in log  # the container state, logged by KubernetesPodOperator
+    assert "DELETED" in pods.kinds() and not k8s.api.list_namespaced_pod(k8s.namespace).items
+    assert [v.version for v in registry.versions()] == before
+
+
+def test_the_gpu_node_takes_only_pods_with_selector_and_toleration(k8s):
+    """The node agent schedules like kube-scheduler for the GPU node: no toleration or no
+    selector match, no binding; so the DAG tests above prove the operator sets both."""
+    from driftline_provider.operators.kubernetes import KubernetesTrainOperator
+
+    cases = {"no-toleration": {"tolerations": []},
+             "wrong-selector": {"node_selector": {"nvidia.com/gpu.present": "false"}},
+             "both": {}}
+    for name, overrides in cases.items():
+        cfg = load_settings(config=k8s.configure(**overrides)).kubernetes
+        op = KubernetesTrainOperator(task_id="train", plan=None, settings=cfg, name=name,
+                                     random_name_suffix=False, arguments=["-c", "pass"])
+        k8s.api.create_namespaced_pod(k8s.namespace, op.build_pod_request_obj(dry_run=True))
+
+    def scheduled(name: str) -> client.V1PodCondition | None:
+        conds = k8s.api.read_namespaced_pod(name, k8s.namespace).status.conditions or []
+        return next((c for c in conds if c.type == "PodScheduled"), None)
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(scheduled(n) for n in cases):
+        time.sleep(0.2)
+    assert scheduled("both").status == "True"
+    assert k8s.api.read_namespaced_pod("both", k8s.namespace).spec.node_name
+    refused = {n: scheduled(n) for n in ("no-toleration", "wrong-selector")}
+    assert all(c.status == "False" and c.reason == "Unschedulable" for c in refused.values())
+    assert "didn't tolerate" in refused["no-toleration"].message
+    assert "didn't match node selector" in refused["wrong-selector"].message
+    for name in cases:
+        k8s.api.delete_namespaced_pod(name, k8s.namespace, grace_period_seconds=0)
