@@ -111,7 +111,13 @@ class KubernetesSettings:
     data_repo_url: str = ""
     """Git URL of the data repository as seen from the pod; empty = the local path."""
     home: str = "/data/driftline"
-    """DRIFTLINE_HOME inside the pod (a shared volume or object-store mount)."""
+    """DRIFTLINE_HOME inside the pod: where ``home_pvc`` is mounted."""
+    home_pvc: str = ""
+    """PersistentVolumeClaim (ReadWriteMany) holding the registry and data repo, shared with
+    the Airflow workers; empty = no volume (the image or node provides ``home``)."""
+    config_map: str = ""
+    """ConfigMap with a ``driftline.toml`` key: mounted read-only and named by
+    ``DRIFTLINE_CONFIG`` so the pod trains with the workers' settings."""
     service_account: str = ""
     config_file: str = ""
     cluster_context: str = ""

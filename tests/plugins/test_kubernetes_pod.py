@@ -215,3 +215,34 @@ def test_a_failed_pod_fails_with_its_exit_code_and_last_line():
         op.cleanup(pod=pod, remote_pod=pod)
     with pytest.raises(AirflowException, match="without printing its result"):
         op._result({"ti": mock.Mock()})
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_config_map_and_shared_home_are_mounted_and_the_pod_stays_valid(version):
+    from dataclasses import replace
+
+    rendered = render(replace(SETTINGS, home_pvc="driftline-home", config_map="driftline"))
+    kubernetes_validate.validate(rendered, version, strict=True)
+    spec = rendered["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["driftline-home"]["persistentVolumeClaim"]["claimName"] == "driftline-home"
+    assert volumes["driftline-config"]["configMap"]["name"] == "driftline"
+    container = spec["containers"][0]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["driftline-home"]["mountPath"] == "/data/driftline"
+    assert mounts["driftline-config"]["readOnly"] is True
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["DRIFTLINE_CONFIG"] == "/etc/driftline/driftline.toml"
+
+
+def test_a_gpu_pod_trains_on_cuda_unless_the_plan_names_a_device():
+    def params(settings, plan):
+        args = render(settings, plan)["spec"]["containers"][0]["args"]
+        return json.loads(args[args.index("--params") + 1])
+
+    no_device = {**PLAN, "params": {"max_depth": 4}}
+    assert params(SETTINGS, no_device) == {"max_depth": 4, "device": "cuda"}
+    assert params(SETTINGS, {**PLAN, "params": {"device": "cpu"}}) == {"device": "cpu"}
+    from dataclasses import replace
+
+    assert params(replace(SETTINGS, gpus=0), no_device) == {"max_depth": 4}

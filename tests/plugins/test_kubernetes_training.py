@@ -210,8 +210,9 @@ def test_train_dag_trains_in_a_gpu_pod_and_registers_the_model(k8s, deferrable):
     assert dag.task_dict["train"].deferrable is deferrable
 
     pods = PodRecorder(k8s.api, k8s.namespace)
-    # new hyperparameters: a new run key, so the pod really trains (no reuse of v0001)
-    conf = {**WINDOW, "reason": "k8s e2e", "hyperparameters": {"max_depth": 5}}
+    # new hyperparameters: a new run key, so the pod really trains (no reuse of v0001);
+    # the testbed node advertises a GPU it does not have, so this run asks for the CPU
+    conf = {**WINDOW, "reason": "k8s e2e", "hyperparameters": {"max_depth": 5, "device": "cpu"}}
     state, tasks, dag_run, log = run_dag(dag, conf)
     pods.stop()
 
@@ -259,8 +260,9 @@ def test_a_failing_training_pod_fails_the_task_with_its_exit_code(k8s):
     dag.task_dict["train"].retries = 0  # the DAG retries once after 30 s; one try is enough
 
     pods = PodRecorder(k8s.api, k8s.namespace)
-    # no GPU here: XGBoost falls back to the CPU and require_gpu makes training fail
-    conf = {**WINDOW, "reason": "needs a gpu", "hyperparameters": {"device": "cuda"}}
+    # a pod given a GPU trains on cuda unless the plan names a device; no GPU is really
+    # here, XGBoost falls back to the CPU and require_gpu makes training fail
+    conf = {**WINDOW, "reason": "needs a gpu", "hyperparameters": {"max_depth": 3}}
     state, tasks, _, log = run_dag(dag, conf)
     pods.stop()
 

@@ -72,6 +72,9 @@ class TrainingResultCallback(KubernetesPodOperatorCallback):
         operator.training_result = parse_training_result(text)
 
 
+CONFIG_DIR = "/etc/driftline"
+
+
 def pod_options(cfg: KubernetesSettings) -> dict[str, Any]:
     """KubernetesPodOperator arguments derived from driftline's ``[kubernetes]`` settings."""
     limits = {"memory": cfg.memory_limit}
@@ -108,6 +111,19 @@ def pod_options(cfg: KubernetesSettings) -> dict[str, Any]:
         "termination_message_policy": "FallbackToLogsOnError",
         "deferrable": cfg.deferrable,
     }
+    volumes, mounts = [], []
+    if cfg.home_pvc:
+        volumes.append(k8s.V1Volume(name="driftline-home", persistent_volume_claim=(
+            k8s.V1PersistentVolumeClaimVolumeSource(claim_name=cfg.home_pvc))))
+        mounts.append(k8s.V1VolumeMount(name="driftline-home", mount_path=cfg.home))
+    if cfg.config_map:
+        volumes.append(k8s.V1Volume(name="driftline-config", config_map=(
+            k8s.V1ConfigMapVolumeSource(name=cfg.config_map))))
+        mounts.append(k8s.V1VolumeMount(name="driftline-config", mount_path=CONFIG_DIR,
+                                        read_only=True))
+        options["env_vars"].append(k8s.V1EnvVar(name="DRIFTLINE_CONFIG",
+                                                value=f"{CONFIG_DIR}/driftline.toml"))
+    options["volumes"], options["volume_mounts"] = volumes, mounts
     if cfg.service_account:
         options["service_account_name"] = cfg.service_account
     if cfg.config_file:
@@ -131,6 +147,7 @@ class KubernetesTrainOperator(KubernetesPodOperator):
                  **kwargs: Any):
         cfg = settings or load_settings().kubernetes
         self.data_repo_url = cfg.data_repo_url
+        self.gpus = cfg.gpus
         options = {**pod_options(cfg), "name": "driftline-train", **kwargs}
         callbacks = options.pop("callbacks", [])
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
@@ -141,7 +158,13 @@ class KubernetesTrainOperator(KubernetesPodOperator):
         self.training_last_line = ""
 
     def training_arguments(self, plan: dict) -> list[str]:
-        """The container's args: the local path's, plus ``--data-repo`` when configured."""
+        """The container's args: the local path's, plus ``--data-repo`` when configured.
+
+        A pod that is given GPUs trains on ``cuda`` unless the plan names a device, so a
+        GPU pod never quietly trains on its CPU (the entrypoint fails if no GPU is visible).
+        """
+        if self.gpus and "device" not in (plan.get("params") or {}):
+            plan = {**plan, "params": {**(plan.get("params") or {}), "device": "cuda"}}
         args = training_command(plan)
         if self.data_repo_url:
             args += ["--data-repo", self.data_repo_url]
