@@ -54,7 +54,8 @@ def test_parallel_writers_do_not_collide_on_the_repository_lock(tmp_path, flight
     DataRepo(repo_path, remote).ensure()
     days = [dt.date(2013, 1, d) for d in range(10, 14)]
     jobs = [(repo_path, remote, d, _rows(flights, d)) for d in days]
-    with multiprocessing.get_context("fork").Pool(4) as pool:
+    # spawn, not fork: forking a test process that has threads can deadlock the child
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
         md5s = pool.map(_write, jobs)
     repo = DataRepo(repo_path, remote)
     assert repo.list_days(repo.head()) == days
