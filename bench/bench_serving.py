@@ -23,21 +23,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import http.client
 import json
 import logging
 import os
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from driftline.registry import Registry
 from driftline.serving.bluegreen import BlueGreen
+from driftline.serving.probe import PredictionProbe, free_ports
 from driftline.settings import ServingSettings, Settings, TrainingSettings
 
 MAX_REQUESTS_PER_CLIENT = 50_000
@@ -63,16 +61,6 @@ def build_registry(home: Path) -> None:
         train(settings, repo.head(), days[0], days[-1], params={"num_boost_round": rounds},
               reason=f"bench, {rounds} rounds")
 
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 # -- open-loop latency ---------------------------------------------------------------------
@@ -159,46 +147,7 @@ async def open_loop(port: int, body: bytes, rate: float, duration: float,
 
 
 # -- switching under load ------------------------------------------------------------------
-class SwitchClient(threading.Thread):
-    """Sends single-row predictions through the router, keep-alive or a fresh connection
-    each time, and records (sent, answered, version-or-error, connection number) for every
-    request."""
-
-    def __init__(self, port: int, body: str, keep_alive: bool):
-        super().__init__(daemon=True, name="keep-alive" if keep_alive else "fresh-conn")
-        self.port, self.body, self.keep_alive = port, body, keep_alive
-        self.results: list[tuple[float, float, str, int]] = []
-        self.connections = 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        conn = None
-        while not self.stop.is_set() and len(self.results) < MAX_REQUESTS_PER_CLIENT:
-            if conn is None:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-                self.connections += 1
-            sent = time.time()
-            try:
-                conn.request("POST", "/predict", self.body,
-                             {"Content-Type": "application/json"})
-                response = conn.getresponse()
-                payload = response.read()
-                outcome = (json.loads(payload)["model_version"] if response.status == 200
-                           else f"HTTP {response.status}")
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                outcome = f"error {exc!r}"
-                conn.close()
-                conn = None
-            self.results.append((sent, time.time(), outcome, self.connections))
-            if not self.keep_alive and conn is not None:
-                conn.close()
-                conn = None
-            time.sleep(SWITCH_CLIENT_INTERVAL_S)
-        if conn is not None:
-            conn.close()
-
-
-def switch_figures(clients: list[SwitchClient], record: dict, returned_at: float,
+def switch_figures(clients: list[PredictionProbe], record: dict, returned_at: float,
                    window: tuple[float, float]) -> dict:
     """Failures and timings of one switch from ``record`` (a deploy or rollback), over the
     requests sent from ``window[0]`` and answered before ``window[1]``."""
@@ -275,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"single-row latency, {name} (open loop {rate:g} req/s, "
                   f"{args.duration:g}s): {figures}")
 
-        clients = [SwitchClient(router_port, body, keep_alive=k) for k in (True, False)]
+        clients = [PredictionProbe(router_port, body, keep_alive=k,
+                                   max_requests=MAX_REQUESTS_PER_CLIENT,
+                                   interval_s=SWITCH_CLIENT_INTERVAL_S) for k in (True, False)]
         for client in clients:
             client.start()
         time.sleep(1.0)

@@ -18,6 +18,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -193,8 +194,6 @@ def main() -> int:
     parser.add_argument("--months", type=int, default=9, help="later months to move through")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-
-    import os
 
     airflow_home = Path(os.environ.get("AIRFLOW_HOME", ROOT / ".airflow"))
     driftline_home = Path(os.environ.get("DRIFTLINE_HOME", ROOT / ".driftline"))

@@ -141,11 +141,14 @@ class DataRepo:
         return version
 
     # -- reading -----------------------------------------------------------------------
-    def list_days(self, data_version: str) -> list[dt.date]:
-        """Days that have a partition at ``data_version``."""
+    def _fs(self, data_version: str):
         from dvc.api import DVCFileSystem
 
-        fs = DVCFileSystem(str(self.root), rev=data_version)
+        return DVCFileSystem(str(self.root), rev=data_version)
+
+    def list_days(self, data_version: str, fs=None) -> list[dt.date]:
+        """Days that have a partition at ``data_version``."""
+        fs = fs or self._fs(data_version)
         days = []
         for entry in fs.ls(f"/{PARTITION_ROOT}", detail=False):
             name = entry.rstrip("/").rsplit("/", 1)[-1]
@@ -158,10 +161,8 @@ class DataRepo:
 
         :raises LookupError: no partition of that range exists at that version.
         """
-        from dvc.api import DVCFileSystem
-
-        fs = DVCFileSystem(str(self.root), rev=data_version)
-        days = [d for d in self.list_days(data_version) if start <= d <= end]
+        fs = self._fs(data_version)
+        days = [d for d in self.list_days(data_version, fs) if start <= d <= end]
         if not days:
             raise LookupError(f"data version {data_version[:12]} has no partition between "
                               f"{start} and {end}")

@@ -41,7 +41,7 @@ def test_recorded_smoke_predictions_are_reproducible(trained_home):
     np.testing.assert_allclose(proba, smoke["predictions"], atol=1e-6)
 
 
-def test_same_inputs_reuse_the_version(trained_home, capsys):
+def test_same_inputs_reuse_the_version(trained_home):
     settings = settings_at(trained_home)
     head = DataRepo(settings.data_repo, settings.dvc_remote).head()
     result = train(settings, head, DATA_START, DATA_END)

@@ -12,7 +12,7 @@ from tests.helpers import settings_at
 
 
 @pytest.fixture
-def connection(monkeypatch, tmp_path):
+def connection(monkeypatch):
     def make(**fields):
         from airflow.models import Connection
 

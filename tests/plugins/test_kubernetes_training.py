@@ -25,10 +25,10 @@ from types import SimpleNamespace
 import pytest
 import structlog.testing
 from driftline.registry import Registry
+from driftline.serving.probe import free_ports
 from driftline.settings import load_settings
 from driftline.versioning import DataRepo
 from kubernetes import client, watch
-from testbed.k8s.testbed import free_ports
 from urllib3.exceptions import ProtocolError
 
 pytestmark = pytest.mark.k8s

@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from driftline.registry import Registry, sha256_file
+from driftline.serving.probe import free_ports
 from driftline.settings import ServingSettings, Settings, TrainingSettings
 
 DAYS = [dt.date(2013, 1, d) for d in range(1, 7)]
@@ -39,17 +39,6 @@ def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
               reason=f"serving test, {rounds} rounds")
     return home
 
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports that were free a moment ago."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @pytest.fixture

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import http.client
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 from driftline.serving.bluegreen import BlueGreen, DeployError
+from driftline.serving.probe import PredictionProbe
 from driftline.serving.router import NGINX, Router, RouterError
 
 pytestmark = pytest.mark.skipif(not Path(NGINX).exists(),
@@ -200,47 +199,13 @@ def test_failing_config_test_keeps_the_old_config(bluegreen, settings, registry)
     assert router_get(settings, "/version")["model_version"] == "v0001"
 
 
-class Client(threading.Thread):
-    """Sends single-row predictions through the router until stopped, either reusing one
-    keep-alive connection or opening a fresh one per request; records every outcome."""
-
-    def __init__(self, port: int, row: dict, keep_alive: bool):
-        super().__init__(daemon=True)
-        self.port, self.keep_alive = port, keep_alive
-        self.body = json.dumps({"rows": [row]})
-        self.results: list[tuple[float, float, str]] = []  # (sent, answered, version/error)
-        self.connections = 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        conn = None
-        while not self.stop.is_set():
-            if conn is None:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-                self.connections += 1
-            sent = time.time()
-            try:
-                conn.request("POST", "/predict", self.body,
-                             {"Content-Type": "application/json"})
-                response = conn.getresponse()
-                payload = response.read()
-                outcome = (json.loads(payload)["model_version"] if response.status == 200
-                           else f"HTTP {response.status}")
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                outcome = f"error {exc!r}"
-                conn.close()
-                conn = None
-            self.results.append((sent, time.time(), outcome))
-            if not self.keep_alive and conn is not None:
-                conn.close()
-                conn = None
-
-
 def test_switch_under_load_loses_no_request(bluegreen, settings, registry):
     v1, v2 = registry.get("v0001"), registry.get("v0002")
     bluegreen.deploy(v1, "first")
     row = v1.metadata["smoke"]["rows"][0]
-    clients = [Client(settings.serving.router_port, row, keep_alive=k) for k in (True, False)]
+    body = json.dumps({"rows": [row]})
+    clients = [PredictionProbe(settings.serving.router_port, body, keep_alive=k)
+               for k in (True, False)]
     for client in clients:
         client.start()
     time.sleep(0.5)
@@ -259,13 +224,13 @@ def test_switch_under_load_loses_no_request(bluegreen, settings, registry):
     assert fresh.connections == len(fresh.results)
     rollback_switched_at = rolled_back["switch"]["switched_at"]
     for client in clients:
-        outcomes = [o for _, _, o in client.results]
+        outcomes = [o for _, _, o, _ in client.results]
         assert set(outcomes) == {"v0001", "v0002"}, set(outcomes) - {"v0001", "v0002"}
         # once a switch is confirmed, no request reaches the old version (a request answered
         # before the rollback's rename certainly went through before it)
-        after_deploy = [o for sent, done, o in client.results
+        after_deploy = [o for sent, done, o, _ in client.results
                         if sent >= deployed_at and done < rollback_switched_at]
-        after_rollback = [o for sent, _, o in client.results if sent >= rolled_back_at]
+        after_rollback = [o for sent, _, o, _ in client.results if sent >= rolled_back_at]
         assert after_deploy and set(after_deploy) == {"v0002"}
         assert after_rollback and set(after_rollback) == {"v0001"}
     assert deployed["switch"]["switched_at"] < deployed_at

@@ -31,6 +31,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from driftline.serving.probe import free_ports
+
 HERE = Path(__file__).resolve().parent
 BUILD_SH = HERE / "build.sh"
 NODE_AGENT = HERE / "node_agent.py"
@@ -68,17 +70,6 @@ def build() -> Path:
         raise RuntimeError(f"build.sh failed (exit {proc.returncode}):\n{tail}")
     return Path(proc.stdout.strip().splitlines()[-1])
 
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free loopback ports (sockets held open together while choosing)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind((LOOPBACK, 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def openssl(*args: str) -> None:
