@@ -89,6 +89,46 @@ class ServingSettings:
     green_port: int = 8782
     max_batch_rows: int = 10_000
     start_timeout_s: float = 60.0
+    backend: str = "local"
+    """``local`` (slot processes behind nginx) or ``kubernetes`` (blue and green
+    Deployments behind one Service whose selector is switched; see ``[serving_kubernetes]``)."""
+    workers: int = 1
+    """Server processes per slot, sharing its sockets."""
+    shadow_rows: int = 500
+    """Most recent served rows replayed to the candidate and the live slot before a switch."""
+    shadow_max_disagreement: float = 0.1
+    """Largest share of shadow rows whose late/not-late call may differ from the live slot's."""
+    post_switch_watch_s: float = 3.0
+    """How long the router is watched after a switch; a failed check rolls back at once."""
+    prediction_log_keep_days: int = 400
+    """Prediction log partitions (by flight date) kept; older ones are deleted."""
+    prediction_log_max_mb: int = 2048
+    """Cap on the prediction log's size; past it, new rows are dropped and counted."""
+
+
+@dataclass(frozen=True)
+class KubernetesServingSettings:
+    """Blue-green serving on Kubernetes, used when ``[serving] backend = "kubernetes"``."""
+
+    image: str = "driftline-serve:0.1.0"
+    namespace: str = "default"
+    service: str = "driftline-serving"
+    """The live Service; its selector's ``driftline.io/slot`` is what a switch changes."""
+    replicas: int = 2
+    container_port: int = 8080
+    cpu_request: str = "1"
+    memory_request: str = "1Gi"
+    memory_limit: str = "2Gi"
+    run_as_user: int = 10001
+    home: str = "/data/driftline"
+    """DRIFTLINE_HOME in the serving pods (the registry must be there)."""
+    home_pvc: str = ""
+    """PersistentVolumeClaim with the registry, mounted read-only at ``home``."""
+    config_map: str = ""
+    """ConfigMap with a ``driftline.toml`` key for the pods' settings."""
+    config_file: str = ""
+    cluster_context: str = ""
+    in_cluster: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,6 +181,8 @@ class Settings:
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
+    serving_kubernetes: KubernetesServingSettings = field(
+        default_factory=KubernetesServingSettings)
 
     @property
     def landing_dir(self) -> Path:
@@ -178,6 +220,7 @@ _SECTIONS = {
     "monitor": MonitorSettings,
     "serving": ServingSettings,
     "kubernetes": KubernetesSettings,
+    "serving_kubernetes": KubernetesServingSettings,
 }
 
 

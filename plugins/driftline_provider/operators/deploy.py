@@ -31,13 +31,13 @@ class BlueGreenDeployOperator(DriftlineBaseOperator):
 
     def execute(self, context) -> dict:
         from driftline.registry import Registry
-        from driftline.serving.bluegreen import BlueGreen
+        from driftline.serving.backend import serving_backend
 
         settings = self.settings
         registry = Registry(settings.registry_dir, settings.model_name)
         version = registry.get(self.candidate["version"])
         reason = self.reason or f"gate passed in {context['run_id']}"
-        state = BlueGreen(settings).deploy(version, reason)
+        state = serving_backend(settings).deploy(version, reason)
         registry.set_alias("champion", version.version, reason)
         self.log.info("%s is live in slot %s", version.version, state["live"])
         context["outlet_events"][self.asset].extra = {
@@ -60,10 +60,10 @@ class RollbackOperator(DriftlineBaseOperator):
 
     def execute(self, context) -> dict:
         from driftline.registry import Registry
-        from driftline.serving.bluegreen import BlueGreen
+        from driftline.serving.backend import serving_backend
 
         settings = self.settings
-        state = BlueGreen(settings).rollback(self.reason)
+        state = serving_backend(settings).rollback(self.reason)
         live_version = state["slots"][state["live"]]["version"]
         Registry(settings.registry_dir, settings.model_name).set_alias(
             "champion", live_version, f"rollback: {self.reason}")
