@@ -16,7 +16,6 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-import math
 import os
 import subprocess
 import sys
@@ -36,18 +35,14 @@ from driftline.serving.paths import (
 )
 from driftline.serving.processes import adopt, process_alive, process_cmdline, stop_process
 from driftline.serving.router import Router, RouterError
+from driftline.serving.verify import DeployError, smoke_check
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SMOKE_TOLERANCE = 1e-6
 ROUTER_VERIFY_S = 10.0
 LOG_TAIL_LINES = 40
 HISTORY_LIMIT = 500
-
-
-class DeployError(RuntimeError):
-    """A deploy or rollback was refused or failed; what was live stays live."""
 
 
 def _now() -> str:
@@ -204,36 +199,25 @@ class BlueGreen:
         raise DeployError(f"slot {slot}: {version} failed to start: {why}. Server log "
                           f"({slot_log(self.settings, slot)}), last lines:\n{tail}")
 
-    def _smoke_test(self, slot: str, model_version: ModelVersion) -> None:
-        """Predict the rows recorded at training on the slot's own port; they must match.
-
-        :raises DeployError: no smoke rows, a failed request or a different prediction.
-        """
-        smoke = model_version.metadata.get("smoke") or {}
-        rows, expected = smoke.get("rows"), smoke.get("predictions")
-        if not rows or expected is None or len(rows) != len(expected):
-            raise DeployError(f"{model_version.version} has no usable smoke rows in its "
-                              "registry metadata; cannot check it before switching")
+    def _predictor(self, slot: str):
+        """A ``predict`` callable for :mod:`~driftline.serving.verify` on ``slot``'s port."""
         url = f"{slot_url(self.settings, slot)}/predict"
-        try:
-            response = httpx.post(url, json={"rows": rows}, timeout=30.0)
-        except httpx.HTTPError as exc:
-            raise DeployError(f"slot {slot}: smoke request failed: {exc}") from exc
-        if response.status_code != 200:
-            raise DeployError(f"slot {slot}: smoke request answered {response.status_code}: "
-                              f"{response.text[:500]}")
-        body = response.json()
-        got = [p["late_probability"] for p in body["predictions"]]
-        wrong = [i for i, (g, e) in enumerate(zip(got, expected, strict=True))
-                 if not math.isclose(g, e, rel_tol=0.0, abs_tol=SMOKE_TOLERANCE)]
-        if body.get("model_version") != model_version.version or wrong:
-            i = wrong[0] if wrong else 0
-            raise DeployError(
-                f"slot {slot}: smoke predictions of {body.get('model_version')} differ from "
-                f"those recorded at training for {model_version.version} in {len(wrong)} of "
-                f"{len(rows)} rows (row {i}: {got[i]} vs {expected[i]}, tolerance "
-                f"{SMOKE_TOLERANCE})")
-        log.info("slot %s smoke test passed: %d rows match training", slot, len(rows))
+
+        def predict(rows: list[dict]) -> dict:
+            try:
+                response = httpx.post(url, json={"rows": rows}, timeout=30.0)
+            except httpx.HTTPError as exc:
+                raise DeployError(f"slot {slot}: predict request failed: {exc}") from exc
+            if response.status_code != 200:
+                raise DeployError(f"slot {slot}: predict request answered "
+                                  f"{response.status_code}: {response.text[:500]}")
+            return response.json()
+
+        return predict
+
+    def _smoke_test(self, slot: str, model_version: ModelVersion) -> None:
+        """:func:`~driftline.serving.verify.smoke_check` on ``slot``'s own port."""
+        smoke_check(self._predictor(slot), model_version, f"slot {slot}")
 
     # -- switching ---------------------------------------------------------------------
     def _switch(self, slot: str, version: str) -> tuple[float, float]:

@@ -1,0 +1,121 @@
+"""Checks a candidate must pass before (and right after) it takes live traffic.
+
+Both serving backends use these, each with its own way of reaching a slot: a ``predict``
+callable takes raw rows and returns the ``/predict`` response body, raising
+:class:`DeployError` when the request fails.
+
+* :func:`smoke_check` -- the rows recorded at training must get the recorded predictions.
+* :func:`shadow_compare` -- recent served rows, sent to the candidate and to the live slot:
+  the share whose late/not-late call differs must stay under a threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+from driftline.registry import ModelVersion
+from driftline.serving.paths import predictions_dir
+
+log = logging.getLogger(__name__)
+
+SMOKE_TOLERANCE = 1e-6
+Predict = Callable[[list[dict]], dict]
+
+
+class DeployError(RuntimeError):
+    """A deploy or rollback was refused or failed; what was live stays live."""
+
+
+def probabilities(body: dict, expected_rows: int, where: str) -> list[float]:
+    """The ``late_probability`` list of a ``/predict`` body, checked for length."""
+    got = [p["late_probability"] for p in body.get("predictions", [])]
+    if len(got) != expected_rows:
+        raise DeployError(f"{where}: answered {len(got)} predictions for {expected_rows} rows")
+    return got
+
+
+def smoke_check(predict: Predict, model_version: ModelVersion, where: str) -> int:
+    """Predict the rows recorded at training for ``model_version``; they must match.
+
+    :param predict: sends rows to the candidate.
+    :param where: names the candidate in messages (e.g. ``slot green``).
+    :return: the number of rows checked.
+    :raises DeployError: no smoke rows, another version answered, or a prediction differs
+        by more than :data:`SMOKE_TOLERANCE`.
+    """
+    smoke = model_version.metadata.get("smoke") or {}
+    rows, expected = smoke.get("rows"), smoke.get("predictions")
+    if not rows or expected is None or len(rows) != len(expected):
+        raise DeployError(f"{model_version.version} has no usable smoke rows in its "
+                          "registry metadata; cannot check it before switching")
+    body = predict(rows)
+    got = probabilities(body, len(rows), where)
+    wrong = [i for i, (g, e) in enumerate(zip(got, expected, strict=True))
+             if not math.isclose(g, e, rel_tol=0.0, abs_tol=SMOKE_TOLERANCE)]
+    if body.get("model_version") != model_version.version or wrong:
+        i = wrong[0] if wrong else 0
+        raise DeployError(
+            f"{where}: smoke predictions of {body.get('model_version')} differ from those "
+            f"recorded at training for {model_version.version} in {len(wrong)} of {len(rows)} "
+            f"rows (row {i}: {got[i]} vs {expected[i]}, tolerance {SMOKE_TOLERANCE})")
+    log.info("%s smoke test passed: %d rows match training", where, len(rows))
+    return len(rows)
+
+
+def recent_served_rows(serving_dir: Path, limit: int, columns: list[str]) -> list[dict]:
+    """The last ``limit`` rows written to the prediction log, newest files first.
+
+    :param columns: the raw input columns to keep of each logged row.
+    """
+    files = sorted(predictions_dir(serving_dir).glob("date=*/*.jsonl"),
+                   key=lambda p: p.stat().st_mtime, reverse=True)
+    rows: list[dict] = []
+    for path in files:
+        with open(path, encoding="utf-8") as fh:
+            lines = [line for line in fh if line.endswith("\n")]
+        for line in reversed(lines):
+            try:
+                record = json.loads(line)
+                rows.append({c: record[c] for c in columns})
+            except (json.JSONDecodeError, KeyError):
+                continue
+            if len(rows) >= limit:
+                return rows
+    return rows
+
+
+def shadow_compare(candidate: Predict, live: Predict, rows: list[dict],
+                   max_disagreement: float, where: str, batch_rows: int = 1000) -> dict:
+    """Send ``rows`` to the candidate and to the live slot and compare their calls.
+
+    :return: ``rows``, ``disagreement`` (share of rows whose late/not-late call differs),
+        ``mean_abs_diff``, ``max_abs_diff`` and ``threshold``.
+    :raises DeployError: the disagreement is over ``max_disagreement``.
+    """
+    ours: list[float] = []
+    theirs: list[float] = []
+    for i in range(0, len(rows), batch_rows):
+        batch = rows[i:i + batch_rows]
+        ours += probabilities(candidate(batch), len(batch), where)
+        theirs += probabilities(live(batch), len(batch), "live slot")
+    differ = sum((a >= 0.5) != (b >= 0.5) for a, b in zip(ours, theirs, strict=True))
+    diffs = [abs(a - b) for a, b in zip(ours, theirs, strict=True)]
+    result = {"rows": len(rows), "disagreement": round(differ / len(rows), 4) if rows else 0.0,
+              "mean_abs_diff": round(sum(diffs) / len(diffs), 4) if diffs else 0.0,
+              "max_abs_diff": round(max(diffs), 4) if diffs else 0.0,
+              "threshold": max_disagreement}
+    share = result["disagreement"]
+    if rows and share > max_disagreement:
+        raise DeployError(
+            f"{where}: shadow comparison failed: its late/not-late call differs from the live "
+            f"slot's on {differ} of {len(rows)} recent served rows ({share:.2%} > "
+            f"{max_disagreement:.2%} allowed, over by {share - max_disagreement:.2%}); "
+            f"mean |p difference| {result['mean_abs_diff']}")
+    log.info("%s shadow comparison: %d rows, disagreement %.2f%% (limit %.2f%%), mean |diff| "
+             "%.4f", where, len(rows), 100 * result["disagreement"], 100 * max_disagreement,
+             result["mean_abs_diff"])
+    return result
