@@ -20,7 +20,9 @@ import logging
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +34,7 @@ from driftline.features import (
     FeatureSchema,
     build_features,
     build_label,
+    derive_features,
     encode,
 )
 from driftline.registry import ModelVersion, Registry
@@ -107,14 +110,13 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict:
     }
 
 
-def predict_proba(booster, raw: pd.DataFrame, schema: FeatureSchema) -> np.ndarray:
-    """Late-arrival probability for raw rows, through the one feature path."""
-    import xgboost as xgb
-
-    matrix = encode(build_features(raw), schema)
-    dmatrix = xgb.DMatrix(matrix, feature_names=schema.features,
-                          feature_types=schema.feature_types, enable_categorical=True)
-    return booster.predict(dmatrix)
+def predict_proba(booster, raw: pd.DataFrame | Mapping[str, Any],
+                  schema: FeatureSchema) -> np.ndarray:
+    """Late-arrival probability for raw rows (a frame, or one sequence per input column),
+    through the one feature path (:func:`~driftline.features.derive_features`)."""
+    columns = raw if isinstance(raw, Mapping) else {c: raw[c].to_numpy() for c in INPUT_COLUMNS}
+    matrix = encode(derive_features(columns), schema)
+    return booster.inplace_predict(matrix, validate_features=False)
 
 
 def _progress_callback(total: int, every: int = 50):

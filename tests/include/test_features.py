@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,6 +9,9 @@ from driftline.features import (
     FeatureSchema,
     build_features,
     build_label,
+    calendar_date_mask,
+    day_of_week,
+    derive_features,
     encode,
 )
 
@@ -48,3 +53,27 @@ def test_unseen_category_encodes_as_missing_not_an_error(flights):
     assert np.isnan(matrix[0, dest])
     assert matrix[1, dest] == schema.categories["dest"].index(novel["dest"].iloc[1])
     assert FeatureSchema.from_dict(schema.to_dict()) == schema
+
+
+def test_day_of_week_and_calendar_check_agree_with_pandas():
+    days = pd.date_range("1899-12-25", "2101-03-05", freq="D")
+    year, month, day = (days.year.to_numpy(float), days.month.to_numpy(float),
+                        days.day.to_numpy(float))
+    np.testing.assert_array_equal(day_of_week(year, month, day), days.dayofweek.to_numpy(float))
+    bad = np.array([[2013, 2, 29], [2012, 2, 30], [1900, 2, 29], [2013, 13, 1], [2013, 0, 5],
+                    [2013, 4, 31], [2013, 1, 0], [2013, 1, 1.5], [np.nan, 1, 1]], dtype=float)
+    assert not calendar_date_mask(*bad.T).any()
+    assert np.isnan(day_of_week(*bad.T)).all()
+    assert calendar_date_mask(np.array([2000.0, 2012.0]), np.array([2.0, 2.0]),
+                              np.array([29.0, 29.0])).all()
+
+
+def test_request_columns_give_the_same_matrix_as_the_lake_frame(flights):
+    """The serving path (plain lists with None, one per column) and the training path
+    (a typed frame) meet in derive_features and encode to the identical matrix."""
+    raw = flights.head(400)[INPUT_COLUMNS]
+    schema = FeatureSchema.fit(build_features(raw))
+    records = json.loads(raw.to_json(orient="records"))
+    columns = {c: [r[c] for r in records] for c in INPUT_COLUMNS}
+    np.testing.assert_array_equal(encode(derive_features(columns), schema),
+                                  encode(build_features(raw), schema))

@@ -11,7 +11,8 @@ non-zero exit status and the reason on stderr, before any socket is opened.
 
 Endpoints: ``GET /health`` (the process is up), ``GET /ready`` (model loaded and verified,
 503 otherwise), ``GET /version`` and ``POST /predict`` (body ``{"rows": [...]}``, see
-:mod:`driftline.serving.schema`).
+:mod:`driftline.serving.schema`; concurrent requests are predicted together, see
+:mod:`driftline.serving.batcher`).
 """
 
 import argparse
@@ -24,22 +25,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+import msgspec
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from driftline.features import INPUT_COLUMNS, FeatureSchema
+from driftline.features import FeatureSchema
 from driftline.registry import ModelVersion, Registry
+from driftline.serving.batcher import MicroBatcher
 from driftline.serving.paths import SLOTS, check_slot, slot_port, slot_socket
 from driftline.serving.prediction_log import PredictionLogger
-from driftline.serving.schema import BATCH_TOO_LARGE, predict_request_model
+from driftline.serving.schema import RequestDecoder, RequestError, columns_of
 from driftline.settings import Settings, load_settings
 from driftline.training import predict_proba
 
 log = logging.getLogger(__name__)
 
-MAX_LISTED_ERRORS = 20
+JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 @dataclass
@@ -52,33 +53,62 @@ class ServedModel:
     sha256: str
 
 
-def _field_name(loc: tuple) -> str:
-    """``("body", "rows", 0, "distance")`` -> ``rows[0].distance``."""
-    name = ""
-    for part in loc[1:] if loc and loc[0] == "body" else loc:
-        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
-    return name or "body"
+class ModelServer:
+    """The slot's ASGI app: ``POST /predict`` is served here directly (msgspec decoding,
+    micro-batched prediction, no framework on the hot path); everything else, lifespan
+    included, goes to a FastAPI app (``/health``, ``/ready``, ``/version``, ``/docs``).
 
+    :param api: the FastAPI app for the other routes; its ``state.model`` is the
+        :class:`ServedModel` (None: not ready, ``/predict`` answers 503).
+    """
 
-async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = []
-    for e in exc.errors():
-        if e["type"] == "json_invalid":  # loc is ("body", <character position>)
-            reason = f"{e['msg']} at character {e['loc'][-1]}: {e.get('ctx', {}).get('error')}"
-            errors.append({"field": "body", "reason": reason, "type": e["type"]})
+    def __init__(self, api: FastAPI, decoder: RequestDecoder, batcher: MicroBatcher,
+                 prediction_log: PredictionLogger, identity: dict):
+        self.api = api
+        self.state = api.state
+        self.decoder = decoder
+        self.batcher = batcher
+        self.prediction_log = prediction_log
+        self.identity = identity
+        self._encode = msgspec.json.Encoder().encode
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/predict":
+            await self.predict(scope, receive, send)
         else:
-            errors.append({"field": _field_name(tuple(e["loc"])), "reason": e["msg"],
-                           "type": e["type"]})
-    status = 413 if any(e["type"] == BATCH_TOO_LARGE for e in errors) else 422
-    shown = errors[:MAX_LISTED_ERRORS]
-    detail = "; ".join(f"{e['field']}: {e['reason']}" for e in shown)
-    if len(errors) > len(shown):
-        detail += f"; ... {len(errors) - len(shown)} more"
-    return JSONResponse(status_code=status, content={"detail": detail, "errors": shown})
+            await self.api(scope, receive, send)
+
+    async def _respond(self, send, status: int, body: dict) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": JSON_HEADERS})
+        await send({"type": "http.response.body", "body": self._encode(body)})
+
+    async def predict(self, scope, receive, send) -> None:
+        if scope["method"] != "POST":
+            return await self._respond(send, 405, {"detail": "use POST /predict"})
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        if self.state.model is None:
+            return await self._respond(send, 503, {"detail": "no verified model loaded"})
+        try:
+            rows = self.decoder.decode(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        except RequestError as exc:
+            return await self._respond(send, exc.status, exc.body())
+        probabilities = (await self.batcher.submit(columns_of(rows), len(rows))).tolist()
+        self.prediction_log.submit(rows, probabilities)
+        await self._respond(send, 200, {
+            **self.identity,
+            "predictions": [{"late_probability": p, "late": p >= 0.5} for p in probabilities],
+        })
 
 
 def create_app(model_version: ModelVersion, slot: str, settings: Settings,
-               booster: Any = None) -> FastAPI:
+               booster: Any = None) -> ModelServer:
     """The model server app for ``model_version`` in ``slot``.
 
     :param booster: the already loaded booster; default: load (and verify) it here.
@@ -87,67 +117,56 @@ def create_app(model_version: ModelVersion, slot: str, settings: Settings,
     check_slot(slot)
     if booster is None:
         booster = model_version.load_booster()
+    booster.set_param({"nthread": 1})  # one prediction at a time; OpenMP only adds overhead
     served = ServedModel(model_version, booster,
                          FeatureSchema.from_dict(model_version.metadata["feature_schema"]),
                          model_version.metadata["artifact"]["sha256"])
-    prediction_log = PredictionLogger(settings.serving_dir, slot, model_version.name,
-                                      model_version.version)
+    prediction_log = PredictionLogger(
+        settings.serving_dir, slot, model_version.name, model_version.version,
+        keep_days=settings.serving.prediction_log_keep_days,
+        max_bytes=settings.serving.prediction_log_max_mb * 2**20)
+    batcher = MicroBatcher(lambda columns: predict_proba(served.booster, columns, served.schema),
+                           max_rows=max(4096, settings.serving.max_batch_rows))
+    identity = {"model_name": model_version.name, "model_version": model_version.version,
+                "slot": slot}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         log.info("serving %s %s in slot %s (pid %d)", model_version.name,
                  model_version.version, slot, os.getpid())
         yield
+        batcher.close()
         prediction_log.close()
-        log.info("prediction log closed: %s", prediction_log.stats())
+        log.info("prediction log closed: %s; batching: %s", prediction_log.stats(),
+                 batcher.stats())
 
-    app = FastAPI(title=f"driftline {model_version.name} ({slot})", lifespan=lifespan)
-    app.state.model = served
-    app.state.prediction_log = prediction_log
-    app.add_exception_handler(RequestValidationError, _invalid_request)
-    PredictRequest = predict_request_model(settings.serving.max_batch_rows)
+    api = FastAPI(title=f"driftline {model_version.name} ({slot})", lifespan=lifespan)
+    api.state.model = served
 
-    def identity(model: ServedModel) -> dict:
-        return {"model_name": model.version.name, "model_version": model.version.version,
-                "slot": slot}
-
-    @app.get("/health")
+    @api.get("/health")
     async def health() -> dict:
         return {"status": "ok", "slot": slot, "pid": os.getpid(),
-                "prediction_log": prediction_log.stats()}
+                "prediction_log": prediction_log.stats(), "batching": batcher.stats()}
 
-    @app.get("/ready")
+    @api.get("/ready")
     async def ready() -> JSONResponse:
-        model = app.state.model
+        model = api.state.model
         if model is None:
             return JSONResponse(status_code=503, content={"ready": False, "slot": slot,
                                                           "reason": "no verified model loaded"})
-        return JSONResponse({"ready": True, **identity(model), "sha256": model.sha256,
+        return JSONResponse({"ready": True, **identity, "sha256": model.sha256,
                              "pid": os.getpid()})
 
-    @app.get("/version")
+    @api.get("/version")
     async def version() -> JSONResponse:
-        model = app.state.model
+        model = api.state.model
         if model is None:
             return JSONResponse(status_code=503, content={"slot": slot, "model_version": None})
-        return JSONResponse({**identity(model), "sha256": model.sha256,
+        return JSONResponse({**identity, "sha256": model.sha256,
                              "data_version": model.version.data_version, "pid": os.getpid()})
 
-    @app.post("/predict")  # a plain def: FastAPI runs it in a worker thread, off the loop
-    def predict(body: PredictRequest) -> JSONResponse:  # type: ignore[valid-type]
-        model = app.state.model
-        if model is None:
-            return JSONResponse(status_code=503, content={"detail": "no verified model loaded"})
-        rows = [row.model_dump() for row in body.rows]
-        frame = pd.DataFrame.from_records(rows, columns=INPUT_COLUMNS)
-        probabilities = predict_proba(model.booster, frame, model.schema).tolist()
-        prediction_log.submit(rows, probabilities)
-        return JSONResponse({
-            **identity(model),
-            "predictions": [{"late_probability": p, "late": p >= 0.5} for p in probabilities],
-        })
-
-    return app
+    return ModelServer(api, RequestDecoder(settings.serving.max_batch_rows), batcher,
+                       prediction_log, identity)
 
 
 def bind_tcp(host: str, port: int) -> socket.socket:

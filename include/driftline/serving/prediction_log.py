@@ -4,7 +4,9 @@ A model server appends JSON lines to
 ``<serving_dir>/predictions/date=<flight date>/<slot>-<pid>.jsonl`` (one file per process,
 so writers never share a file). Writing happens on a background thread fed by a bounded
 queue: a request never waits for the disk, and when the queue is full the batch is dropped
-and counted instead. The monitor reads the log back with :func:`read_served_inputs`.
+and counted instead. The log is bounded on disk too: partitions more than ``keep_days`` older
+than the newest flight date served are deleted, and past ``max_bytes`` in all new rows are
+dropped and counted. The monitor reads the log back with :func:`read_served_inputs`.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import json
 import logging
 import os
 import queue
+import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
 import pandas as pd
 
 from driftline.features import CATEGORICAL_FEATURES, INPUT_COLUMNS
@@ -29,9 +33,13 @@ LOG_COLUMNS = [*INPUT_COLUMNS, "late_probability", "model_version", "slot", "ser
 _STOP = object()
 
 
-def flight_date(row: dict) -> str:
-    """The ``YYYY-MM-DD`` flight date of a raw row (its partition in the log)."""
-    return f"{int(row['year']):04d}-{int(row['month']):02d}-{int(row['day']):02d}"
+def flight_date(row) -> str:
+    """The ``YYYY-MM-DD`` flight date of a raw row (a dict or a decoded request row)."""
+    if isinstance(row, dict):
+        year, month, day = row["year"], row["month"], row["day"]
+    else:
+        year, month, day = row.year, row.month, row.day
+    return f"{int(year):04d}-{int(month):02d}-{int(day):02d}"
 
 
 class PredictionLogger:
@@ -42,20 +50,29 @@ class PredictionLogger:
     :param model_name: the served model's name.
     :param model_version: the served model's version.
     :param max_batches: queue bound; batches beyond it are dropped and counted.
+    :param keep_days: partitions kept, counted back from the newest flight date written.
+    :param max_bytes: the whole log's size limit; rows past it are dropped and counted.
     """
 
     def __init__(self, serving_dir: Path, slot: str, model_name: str, model_version: str,
-                 max_batches: int = 1000, start: bool = True):
+                 max_batches: int = 1000, start: bool = True, keep_days: int = 400,
+                 max_bytes: int = 2 * 2**30):
         self.root = predictions_dir(serving_dir)
         self.slot = slot
         self.model_name = model_name
         self.model_version = model_version
         self.queue: queue.Queue = queue.Queue(maxsize=max_batches)
         self.written_rows = 0
+        self.full = False
         self.dropped_rows = 0
         self.failed_rows = 0
         self._count_lock = threading.Lock()
+        self.keep_days = keep_days
+        self.max_bytes = max_bytes
         self._files: dict[str, object] = {}
+        self._newest: str | None = None
+        self._bytes = self._disk_usage()
+        self._encode = msgspec.json.Encoder().encode
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         if start:
             self._thread.start()
@@ -112,29 +129,61 @@ class PredictionLogger:
             if items[-1] is _STOP:
                 return
 
-    def _write(self, rows: Sequence[dict], probabilities: Sequence[float], served_at: str) -> None:
-        lines: dict[str, list[str]] = {}
+    def _write(self, rows: Sequence, probabilities: Sequence[float], served_at: str) -> None:
+        lines: dict[str, list[bytes]] = {}
+        extra = {"model_name": self.model_name, "model_version": self.model_version,
+                 "slot": self.slot, "served_at": served_at}
         for row, probability in zip(rows, probabilities, strict=True):
-            record = {**row, "late_probability": float(probability),
-                      "late": bool(probability >= 0.5), "model_name": self.model_name,
-                      "model_version": self.model_version, "slot": self.slot,
-                      "served_at": served_at}
-            lines.setdefault(flight_date(row), []).append(json.dumps(record))
+            record = row if isinstance(row, dict) else msgspec.structs.asdict(row)
+            record = {**record, "late_probability": float(probability),
+                      "late": bool(probability >= 0.5), **extra}
+            lines.setdefault(flight_date(record), []).append(self._encode(record))
         for date, day_lines in lines.items():
+            data = b"\n".join(day_lines) + b"\n"
+            if self._bytes + len(data) > self.max_bytes:
+                with self._count_lock:
+                    self.dropped_rows += len(day_lines)
+                if not self.full:
+                    log.error("prediction log is at its %d MB limit; new rows are dropped",
+                              self.max_bytes // 2**20)
+                self.full = True
+                continue
             try:
-                self._file(date).write("\n".join(day_lines) + "\n")
+                self._file(date).write(data)
+                self._bytes += len(data)
                 self.written_rows += len(day_lines)
             except OSError as exc:
                 self.failed_rows += len(day_lines)
                 log.error("prediction log for %s not written: %s", date, exc)
 
+    def _disk_usage(self) -> int:
+        return sum(p.stat().st_size for p in self.root.glob("date=*/*.jsonl"))
+
     def _file(self, date: str):
         fh = self._files.get(date)
         if fh is None:
+            if self._newest is None or date > self._newest:
+                self._newest = date
+                self._expire()
             path = self.root / f"date={date}" / f"{self.slot}-{os.getpid()}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
-            fh = self._files[date] = open(path, "a", encoding="utf-8")  # noqa: SIM115
+            fh = self._files[date] = open(path, "ab")  # noqa: SIM115
         return fh
+
+    def _expire(self) -> None:
+        """Delete partitions over ``keep_days`` older than the newest date written."""
+        oldest = (dt.date.fromisoformat(self._newest)
+                  - dt.timedelta(days=self.keep_days - 1)).isoformat()
+        for partition in self.root.glob("date=*"):
+            date = partition.name.removeprefix("date=")
+            if date < oldest:
+                fh = self._files.pop(date, None)
+                if fh is not None:
+                    fh.close()
+                shutil.rmtree(partition, ignore_errors=True)
+                log.info("prediction log: deleted %s (older than %d days)", partition.name,
+                         self.keep_days)
+        self._bytes = self._disk_usage()
 
 
 def read_served_inputs(serving_dir: Path, start: dt.date, end: dt.date) -> pd.DataFrame:

@@ -83,17 +83,22 @@ def test_predictions_equal_training(client, version):
 
 BAD_ROWS = [
     ("missing", lambda r: {k: v for k, v in r.items() if k != "dest"}, "rows[0].dest",
-     "Field required"),
-    ("extra", lambda r: {**r, "tailnum": "N1"}, "rows[0].tailnum", "Extra inputs"),
+     "missing required field"),
+    ("extra", lambda r: {**r, "tailnum": "N1"}, "rows[0].tailnum", "unknown field"),
     ("text for number", lambda r: {**r, "distance": "far"}, "rows[0].distance",
-     "valid number"),
+     "Expected `float | null`, got `str`"),
     ("numeric string", lambda r: {**r, "distance": "1400"}, "rows[0].distance",
-     "valid number"),
-    ("bool for number", lambda r: {**r, "temp": True}, "rows[0].temp", "valid number"),
-    ("number for text", lambda r: {**r, "carrier": 5}, "rows[0].carrier", "valid string"),
-    ("null date", lambda r: {**r, "day": None}, "rows[0].day", "valid number"),
+     "Expected `float | null`, got `str`"),
+    ("bool for number", lambda r: {**r, "temp": True}, "rows[0].temp",
+     "Expected `float | null`, got `bool`"),
+    ("number for text", lambda r: {**r, "carrier": 5}, "rows[0].carrier",
+     "Expected `str`, got `int`"),
+    ("empty text", lambda r: {**r, "carrier": ""}, "rows[0].carrier", "length >= 1"),
+    ("null date", lambda r: {**r, "day": None}, "rows[0].day", "Expected `float`, got `null`"),
     ("no such date", lambda r: {**r, "month": 2.0, "day": 30.0}, "rows[0]",
-     "not a calendar date"),
+     "2013/2/30 is not a calendar date"),
+    ("fractional day", lambda r: {**r, "day": 1.5}, "rows[0]", "not a calendar date"),
+    ("infinite number", lambda r: {**r, "temp": "<1e999>"}, "rows[0].temp", "out of range"),
 ]
 
 
@@ -103,7 +108,9 @@ def test_bad_rows_are_422_naming_field_and_reason(client, version, case, change,
                                                   reason):
     rows = [smoke_row(version), change(smoke_row(version))]
     rows[0], rows[1] = rows[1], rows[0]  # the bad row first, so it is rows[0]
-    response = client.post("/predict", json={"rows": rows})
+    body = json.dumps({"rows": rows}).replace('"<1e999>"', "1e999")  # JSON can say it
+    response = client.post("/predict", content=body,
+                           headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
     assert any(e["field"] == field and reason in e["reason"]
                for e in response.json()["errors"]), response.json()
@@ -113,11 +120,13 @@ def test_bad_rows_are_422_naming_field_and_reason(client, version, case, change,
 def test_bad_bodies_are_4xx_and_the_server_stays_up(client, version, settings):
     row = smoke_row(version)
     cases = [
-        (b"{not json", 422, "JSON decode error"),
-        (b"", 422, "body"),
-        (json.dumps({"rows": []}).encode(), 422, "at least 1 item"),
-        (json.dumps({"rows": {"a": 1}}).encode(), 422, "valid list"),
-        (json.dumps({"rows": [row], "x": 1}).encode(), 422, "Extra inputs"),
+        (b"{not json", 422, "malformed JSON"),
+        (b"", 422, "body: malformed JSON: Input data was truncated"),
+        (b'{"rows": [{"temp": NaN}]}', 422, "malformed JSON"),
+        (json.dumps({"rows": []}).encode(), 422, "rows: Expected `array` of length >= 1"),
+        (json.dumps({"rows": {"a": 1}}).encode(), 422, "rows: Expected `array`, got `object`"),
+        (json.dumps({"rows": [row], "x": 1}).encode(), 422, "x: Object contains unknown field"),
+        (json.dumps([row]).encode(), 422, "body: Expected `object`, got `array`"),
         (json.dumps({"rows": [row] * (settings.serving.max_batch_rows + 1)}).encode(), 413,
          "over the limit"),
     ]
@@ -162,6 +171,53 @@ def test_prediction_log_drops_and_counts_when_full(version, settings):
     assert logger.submit([row], [0.1]) is True
     assert logger.submit([row, row], [0.1, 0.2]) is False
     assert logger.stats()["dropped_rows"] == 2
+
+
+def test_prediction_log_keeps_recent_days_and_stops_at_its_size_cap(version, settings):
+    row = smoke_row(version)
+    on = lambda day: {**row, "year": 2013.0, "month": 1.0, "day": float(day)}  # noqa: E731
+    logger = PredictionLogger(settings.serving_dir, "blue", "m", "v1", keep_days=2)
+    for day in (1, 2, 5, 3):
+        logger.submit([on(day)], [0.5])
+    logger.close()
+    kept = sorted(p.name for p in (settings.serving_dir / "predictions").glob("date=*"))
+    # 01-05 expired 01-01 and 01-02; 01-03, served later, is written (expiry runs when a
+    # newer date arrives)
+    assert kept == ["date=2013-01-03", "date=2013-01-05"]
+
+    size = sum(p.stat().st_size for p in settings.serving_dir.glob("predictions/*/*"))
+    capped = PredictionLogger(settings.serving_dir, "green", "m", "v1",
+                              max_bytes=size + 2000)
+    capped.submit([on(5)] * 100, [0.5] * 100)  # far more than 2000 bytes
+    capped.submit([on(5)], [0.5])
+    capped.close()
+    stats = capped.stats()
+    assert stats["written_rows"] == 1 and stats["dropped_rows"] == 100
+
+
+def test_concurrent_requests_are_predicted_together_each_getting_its_own(version, settings):
+    import asyncio
+
+    import httpx
+
+    app = create_app(version, "blue", settings)
+    holdout = version.holdout().head(60)
+    rows = json.loads(holdout[INPUT_COLUMNS].to_json(orient="records"))
+    expected = predict_proba(version.load_booster(), holdout,
+                             FeatureSchema.from_dict(version.metadata["feature_schema"]))
+
+    async def send_all():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://slot") as client:
+            return await asyncio.gather(*(client.post("/predict", json={"rows": [row]})
+                                          for row in rows))
+
+    responses = asyncio.run(send_all())
+    got = [r.json()["predictions"][0]["late_probability"] for r in responses]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    stats = app.batcher.stats()
+    assert stats["rows"] == 60 and stats["calls"] < 60, stats
+    app.prediction_log.close()
 
 
 def test_read_served_inputs_skips_a_line_being_written(version, settings):

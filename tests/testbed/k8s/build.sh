@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Build (once) a kube-apiserver from Debian's `kubernetes` source package and cache it
-# together with an etcd binary. Idempotent: with the cache present it returns in seconds.
+# Build (once) kube-apiserver and kube-controller-manager from Debian's `kubernetes` source
+# package and cache them together with an etcd binary. Idempotent: with the cache present it
+# returns in well under a second; a cache from before the controller-manager was added only
+# gets the missing binary built.
 #
 # Cache layout: ${DRIFTLINE_CACHE_DIR:-$HOME/.cache/driftline}/k8s/<source-version>/bin/
-#   kube-apiserver, etcd
+#   kube-apiserver, kube-controller-manager, etcd
 # Prints the cache's bin directory as the last line of stdout.
 # Exit status 3 means "cannot be built on this machine" (no apt, no deb-src, no root for the
 # build dependencies); any other failure is a real error.
@@ -29,7 +31,15 @@ apt_src() {
 
 unavailable() { log "UNAVAILABLE: $*"; exit 3; }
 
-cache_ok() { [[ -x "$BIN_DIR/kube-apiserver" && -x "$BIN_DIR/etcd" ]]; }
+KUBE_BINARIES=(kube-apiserver kube-controller-manager)
+
+# The Kubernetes binaries not in the cache yet (etcd is checked by cache_ok).
+missing_binaries() {
+  local b
+  for b in "${KUBE_BINARIES[@]}"; do [[ -x "$BIN_DIR/$b" ]] || echo "$b"; done
+}
+
+cache_ok() { [[ -x "$BIN_DIR/etcd" && -z "$(missing_binaries)" ]]; }
 
 install_build_deps() {
   local missing=()
@@ -96,44 +106,61 @@ patch_reflect2() {
     "$SRC_DIR/go.mod" "$SRC_DIR/vendor/modules.txt"
 }
 
-build_apiserver() {
-  local work=$1
-  log "building cmd/kube-apiserver ($KUBE_GIT_VERSION, cold build takes ~5 min on 2 cores)"
+build_binaries() {
+  local work=$1 what
+  what=$(missing_binaries | sed 's#^#cmd/#' | paste -sd' ')
+  log "building $what ($KUBE_GIT_VERSION; cold: ~5 min per binary on 2 cores)"
   (cd "$SRC_DIR" && env GOPROXY=off GOFLAGS=-mod=vendor GOCACHE="$work/gocache" \
       GOPATH="$work/gopath" KUBE_GIT_VERSION="$KUBE_GIT_VERSION" KUBE_GIT_TREE_STATE=clean \
       KUBE_GIT_MAJOR=1 KUBE_GIT_MINOR=20 \
       KUBE_GIT_COMMIT=0000000000000000000000000000000000000000 \
-      make WHAT=cmd/kube-apiserver >&2)
+      make WHAT="$what" >&2)
 }
 
 install_cache() {
-  local work=$1 built
-  built=$(find "$SRC_DIR/_output" -type f -name kube-apiserver -perm -u+x | head -n1)
-  [[ -n "$built" ]] || { log "kube-apiserver binary not produced"; exit 1; }
-  log "fetching etcd from Debian's etcd-server package"
-  fetch_deb etcd-server "$work/etcd"
+  local work=$1 built b
   mkdir -p "$BIN_DIR"
-  install -m 0755 "$built" "$BIN_DIR/kube-apiserver.tmp"
-  install -m 0755 "$work/etcd/root/usr/bin/etcd" "$BIN_DIR/etcd"
-  mv "$BIN_DIR/kube-apiserver.tmp" "$BIN_DIR/kube-apiserver"
+  if [[ ! -x "$BIN_DIR/etcd" ]]; then
+    log "fetching etcd from Debian's etcd-server package"
+    fetch_deb etcd-server "$work/etcd"
+    install -m 0755 "$work/etcd/root/usr/bin/etcd" "$BIN_DIR/etcd"
+  fi
+  for b in $(missing_binaries); do
+    built=$(find "$SRC_DIR/_output" -type f -name "$b" -perm -u+x | head -n1)
+    [[ -n "$built" ]] || { log "$b binary not produced"; exit 1; }
+    install -m 0755 "$built" "$BIN_DIR/$b.tmp"
+    mv "$BIN_DIR/$b.tmp" "$BIN_DIR/$b"
+  done
 }
 
 main() {
+  if ! cache_ok; then
+    mkdir -p "$CACHE_ROOT"
+    # One build at a time: a second caller waits here, then finds the cache filled.
+    exec 9>"$CACHE_ROOT/build.lock"
+    if command -v flock >/dev/null && ! flock -n 9; then
+      log "another build.sh is building into $KEY_DIR; waiting for it"
+      flock 9
+    fi
+  fi
   if cache_ok; then
     log "cache hit: $BIN_DIR"
   else
-    log "cache miss for kubernetes $KUBE_DEB_VERSION; building into $KEY_DIR"
+    log "cache miss for kubernetes $KUBE_DEB_VERSION ($(missing_binaries | paste -sd' '));" \
+        "building into $KEY_DIR"
     install_build_deps
     setup_src_list
-    mkdir -p "$CACHE_ROOT"
     WORK=$(mktemp -d "$CACHE_ROOT/build.XXXXXX")
     trap 'chmod -R u+w "$WORK" 2>/dev/null; rm -rf "$WORK"' EXIT
-    fetch_source "$WORK"
-    patch_reflect2 "$WORK"
-    build_apiserver "$WORK"
+    if [[ -n "$(missing_binaries)" ]]; then
+      fetch_source "$WORK"
+      patch_reflect2 "$WORK"
+      build_binaries "$WORK"
+    fi
     install_cache "$WORK"
   fi
   log "kube-apiserver: $("$BIN_DIR/kube-apiserver" --version)"
+  log "kube-controller-manager: $("$BIN_DIR/kube-controller-manager" --version)"
   log "etcd: $("$BIN_DIR/etcd" --version | head -n1)"
   log "done in $(( $(date +%s) - START ))s"
   echo "$BIN_DIR"

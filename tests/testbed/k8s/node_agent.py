@@ -7,7 +7,15 @@ each container's ``command`` + ``args`` as a local process (images are ignored),
 and container status, serves ``/containerLogs/{ns}/{pod}/{container}`` over HTTPS (the
 apiserver proxies ``pods/log`` there) and kills a pod's processes when the pod is deleted.
 
-Out of scope: exec/attach/port-forward (so no XCom sidecar), volumes, probes, restarts.
+Pods get ``--pod-ip`` as their IP (all share the host's network). A container is Ready once
+its ``readinessProbe`` (``httpGet`` or ``tcpSocket``, probed on the pod IP as a kubelet does)
+passes, or as soon as it runs if it has none. Containers of pods with ``restartPolicy``
+``Always``/``OnFailure`` are restarted after a crash with the kubelet's back-off (10 s,
+doubling, at most 5 min), shown as ``CrashLoopBackOff`` with ``lastState`` and
+``restartCount``.
+
+Out of scope: exec/attach/port-forward (so no XCom sidecar), volumes, liveness and startup
+probes, exec probes (a container with only those is Ready while it runs).
 
 Run: ``python node_agent.py --kubeconfig K --port P --tls-cert C --tls-key K --client-ca CA``
 """
@@ -20,12 +28,14 @@ import logging
 import os
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -45,6 +55,7 @@ NODE_CAPACITY = {
 }
 TERMINAL_PHASES = ("Succeeded", "Failed")
 LOCAL_IP = "127.0.0.1"
+BACKOFF_S = (10.0, 300.0)  # the kubelet's crash back-off: first delay, cap
 
 
 def utcnow() -> dt.datetime:
@@ -80,7 +91,7 @@ def expand_refs(text: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)", repl, text)
 
 
-def field_ref_value(pod: client.V1Pod, path: str) -> str:
+def field_ref_value(pod: client.V1Pod, path: str, pod_ip: str = LOCAL_IP) -> str:
     """Resolve the few ``fieldRef`` paths that make sense without a real runtime."""
     values = {
         "metadata.name": pod.metadata.name,
@@ -89,12 +100,14 @@ def field_ref_value(pod: client.V1Pod, path: str) -> str:
         "spec.nodeName": pod.spec.node_name,
         "spec.serviceAccountName": pod.spec.service_account_name,
         "status.hostIP": LOCAL_IP,
-        "status.podIP": LOCAL_IP,
+        "status.podIP": pod_ip,
     }
     return values.get(path) or ""
 
 
-def container_env(pod: client.V1Pod, container: client.V1Container, home: str) -> dict[str, str]:
+def container_env(
+    pod: client.V1Pod, container: client.V1Container, home: str, pod_ip: str = LOCAL_IP
+) -> dict[str, str]:
     """Build a container's environment: a minimal base plus the spec's ``env`` values."""
     env = {
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
@@ -106,7 +119,7 @@ def container_env(pod: client.V1Pod, container: client.V1Container, home: str) -
         if var.value is not None:
             env[var.name] = expand_refs(var.value, env)
         elif var.value_from is not None and var.value_from.field_ref is not None:
-            env[var.name] = field_ref_value(pod, var.value_from.field_ref.field_path)
+            env[var.name] = field_ref_value(pod, var.value_from.field_ref.field_path, pod_ip)
         else:
             env[var.name] = ""
     return env
@@ -124,14 +137,48 @@ class ContainerRun:
         self.reason = ""
         self.message = ""
         self.done = threading.Event()
+        self.restart_count = 0
+        self.last_terminated: dict | None = None
+        self.backoff_until: float | None = None  # set while waiting to be restarted
+        self.probe_ready: bool | None = None  # None: no readiness probe, ready while running
         log_path.touch()
 
     @property
     def container_id(self) -> str:
         return f"driftline://{self.proc.pid}" if self.proc else ""
 
+    @property
+    def running(self) -> bool:
+        return self.started_at is not None and not self.done.is_set()
+
+    @property
+    def ready(self) -> bool:
+        return self.running and self.probe_ready is not False
+
+    def terminated_state(self) -> dict:
+        return {
+            "exitCode": self.exit_code,
+            "reason": self.reason,
+            "message": self.message or None,
+            "startedAt": rfc3339(self.started_at),
+            "finishedAt": rfc3339(self.finished_at),
+            "containerID": self.container_id or None,
+        }
+
+    def prepare_restart(self, backoff: float) -> None:
+        """Keep the finished run as ``lastState``; wait ``backoff`` s (CrashLoopBackOff)."""
+        self.last_terminated = self.terminated_state()
+        self.restart_count += 1
+        self.backoff_until = time.monotonic() + backoff
+
     def start(self, argv: list[str], env: dict[str, str], cwd: str) -> None:
         """Start the process, or record a StartError (exit code 128) if that is impossible."""
+        self.proc, self.finished_at, self.exit_code = None, None, None
+        self.reason = self.message = ""
+        self.backoff_until = None
+        if self.probe_ready is not None:
+            self.probe_ready = False  # not ready until the probe passes again
+        self.done.clear()
         self.started_at = utcnow()
         try:
             if not argv:
@@ -184,17 +231,12 @@ class ContainerRun:
 
     def status(self) -> dict:
         """The container's entry in ``status.containerStatuses``."""
-        if self.done.is_set():
-            state = {
-                "terminated": {
-                    "exitCode": self.exit_code,
-                    "reason": self.reason,
-                    "message": self.message or None,
-                    "startedAt": rfc3339(self.started_at),
-                    "finishedAt": rfc3339(self.finished_at),
-                    "containerID": self.container_id or None,
-                }
-            }
+        if self.done.is_set() and self.backoff_until is not None:
+            left = max(0, round(self.backoff_until - time.monotonic()))
+            message = f"back-off {left}s restarting failed container={self.name}"
+            state = {"waiting": {"reason": "CrashLoopBackOff", "message": message}}
+        elif self.done.is_set():
+            state = {"terminated": self.terminated_state()}
         elif self.started_at:
             state = {"running": {"startedAt": rfc3339(self.started_at)}}
         else:
@@ -205,10 +247,11 @@ class ContainerRun:
             "image": self.image,
             "imageID": f"driftline-agent://{self.image}",
             "containerID": self.container_id or None,
-            "ready": running,
+            "ready": self.ready,
             "started": running,
-            "restartCount": 0,
+            "restartCount": self.restart_count,
             "state": state,
+            "lastState": {"terminated": self.last_terminated} if self.last_terminated else {},
         }
 
 
@@ -218,7 +261,8 @@ class ContainerRun:
 
 
 class PodRun:
-    """Runs one pod: init containers in order, then all containers in parallel."""
+    """Runs one pod: init containers in order, then all containers in parallel, each
+    restarted as its ``restartPolicy`` says and probed for readiness."""
 
     def __init__(self, agent: NodeAgent, pod: client.V1Pod):
         self.agent, self.pod = agent, pod
@@ -227,8 +271,12 @@ class PodRun:
         self.init = [self._container(c) for c in pod.spec.init_containers or []]
         self.main = [self._container(c) for c in pod.spec.containers]
         self.specs = {c.name: c for c in (pod.spec.init_containers or []) + pod.spec.containers}
+        self.restart_policy = pod.spec.restart_policy or "Always"
         self.started_at = utcnow()
         self.deleted = threading.Event()
+        self.finished = threading.Event()
+        self.phase = "Pending"
+        self.report_lock = threading.Lock()
 
     def _container(self, spec: client.V1Container) -> ContainerRun:
         return ContainerRun(spec.name, spec.image or "", self.dir / f"{spec.name}.log")
@@ -243,7 +291,7 @@ class PodRun:
         spec = self.specs[run.name]
         cwd = self.dir / f"{run.name}.cwd"
         cwd.mkdir(exist_ok=True)
-        env = container_env(self.pod, spec, str(cwd))
+        env = container_env(self.pod, spec, str(cwd), self.agent.pod_ip)
         argv = [expand_refs(a, env) for a in (spec.command or []) + (spec.args or [])]
         run.start(argv, env, str(cwd))
         if run.reason == "StartError":
@@ -259,36 +307,122 @@ class PodRun:
             run.done.wait()
             if run.exit_code != 0 or self.deleted.is_set():
                 return self._report("Failed")
+        supervisors = [
+            threading.Thread(target=self._supervise, args=(run,), daemon=True) for run in self.main
+        ]
         for run in self.main:
-            self._launch(run)
+            probe = self.specs[run.name].readiness_probe
+            if probe is not None and (probe.http_get or probe.tcp_socket):
+                run.probe_ready = False
+                threading.Thread(target=self._probe_loop, args=(run, probe), daemon=True).start()
+        for th in supervisors:
+            th.start()
         self._report("Running")
-        for run in self.main:
-            run.done.wait()
+        for th in supervisors:
+            th.join()
+        self.finished.set()
         codes = {r.name: r.exit_code for r in self.main}
         failed = any(codes.values())
         kind = "Warning" if failed else "Normal"
         self.agent.event(self.pod, "Completed", f"containers exited: {codes}", kind)
         self._report("Failed" if failed else "Succeeded")
 
+    def _supervise(self, run: ContainerRun) -> None:
+        """Run one container until it ends for good, restarting it with back-off."""
+        backoff = BACKOFF_S[0]
+        while True:
+            self._launch(run)
+            self._report("Running")
+            run.done.wait()
+            restart = self.restart_policy == "Always" or (
+                self.restart_policy == "OnFailure" and run.exit_code != 0
+            )
+            if self.deleted.is_set() or not restart:
+                return
+            run.prepare_restart(backoff)
+            self.agent.event(
+                self.pod, "BackOff", f"Back-off restarting failed container {run.name}", "Warning"
+            )
+            self._report("Running")
+            if self.deleted.wait(backoff):
+                return
+            backoff = min(2 * backoff, BACKOFF_S[1])
+
+    def _probe_loop(self, run: ContainerRun, probe: client.V1Probe) -> None:
+        """Probe ``run`` every ``periodSeconds``; flip its readiness after the thresholds."""
+        period = max(1, probe.period_seconds or 10)
+        delay = probe.initial_delay_seconds or 0
+        success, failure = probe.success_threshold or 1, probe.failure_threshold or 3
+        passed = failed = 0
+        while not (self.deleted.is_set() or self.finished.is_set()):
+            ready = run.probe_ready
+            if not run.running:
+                ready, passed, failed = False, 0, 0
+            elif (utcnow() - run.started_at).total_seconds() >= delay:
+                if self._probe(run, probe):
+                    passed, failed = passed + 1, 0
+                    ready = True if passed >= success else ready
+                else:
+                    passed, failed = 0, failed + 1
+                    ready = False if failed >= failure else ready
+            if ready != run.probe_ready:
+                run.probe_ready = ready
+                log.info("pod %s/%s container %s ready=%s", self.ns, self.name, run.name, ready)
+                self._report("Running")
+            self.deleted.wait(period if ready else min(period, 1))
+
+    def _probe(self, run: ContainerRun, probe: client.V1Probe) -> bool:
+        """One probe of ``run`` on the pod IP: an HTTP GET (2xx/3xx passes) or a TCP connect."""
+        action = probe.http_get or probe.tcp_socket
+        port = action.port
+        if isinstance(port, str) and not port.isdigit():
+            ports = {p.name: p.container_port for p in self.specs[run.name].ports or []}
+            port = ports.get(port)
+            if port is None:
+                return False
+        host = action.host or self.agent.pod_ip
+        timeout = probe.timeout_seconds or 1
+        if probe.tcp_socket:
+            try:
+                socket.create_connection((host, int(port)), timeout=timeout).close()
+                return True
+            except OSError:
+                return False
+        scheme = (probe.http_get.scheme or "HTTP").lower()
+        url = f"{scheme}://{host}:{int(port)}/{(probe.http_get.path or '/').lstrip('/')}"
+        context = ssl._create_unverified_context() if scheme == "https" else None
+        try:
+            with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
+                return 200 <= resp.status < 400
+        except (OSError, ValueError):  # URLError and HTTPError (>= 400) are OSErrors
+            return False
+
     def _report(self, phase: str) -> None:
-        if not self.deleted.is_set():
+        with self.report_lock:
+            if self.phase in TERMINAL_PHASES or self.deleted.is_set():
+                return
+            if self.phase == "Running" and phase == "Pending":
+                phase = "Running"
+            self.phase = phase
             self.agent.patch_pod_status(self.ns, self.name, self.status(phase))
 
     def status(self, phase: str) -> dict:
         """The pod's ``status`` for ``phase``."""
         t = rfc3339(utcnow())
-        ready = "True" if phase == "Running" else "False"
+        ready = "True" if phase == "Running" and all(c.ready for c in self.main) else "False"
         inited = "False" if phase == "Pending" else "True"
 
         def cond(kind: str, value: str) -> dict:
-            reason = "PodCompleted" if phase in TERMINAL_PHASES and value == "False" else None
+            reason = None
+            if value == "False" and kind in ("Ready", "ContainersReady"):
+                reason = "PodCompleted" if phase in TERMINAL_PHASES else "ContainersNotReady"
             return {"type": kind, "status": value, "lastTransitionTime": t, "reason": reason}
 
         return {
             "phase": phase,
             "hostIP": LOCAL_IP,
-            "podIP": LOCAL_IP,
-            "podIPs": [{"ip": LOCAL_IP}],
+            "podIP": self.agent.pod_ip,
+            "podIPs": [{"ip": self.agent.pod_ip}],
             "startTime": rfc3339(self.started_at),
             "conditions": [
                 cond("PodScheduled", "True"),
@@ -369,8 +503,16 @@ def unschedulable_reason(
 class NodeAgent:
     """Registers the node, schedules and runs pods, and serves their logs."""
 
-    def __init__(self, api: client.CoreV1Api, node_name: str, port: int, workdir: Path):
+    def __init__(
+        self,
+        api: client.CoreV1Api,
+        node_name: str,
+        port: int,
+        workdir: Path,
+        pod_ip: str = LOCAL_IP,
+    ):
         self.api, self.node, self.port, self.workdir = api, node_name, port, workdir
+        self.pod_ip = pod_ip
         self.labels = {
             "kubernetes.io/hostname": node_name,
             "kubernetes.io/os": "linux",
@@ -742,6 +884,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tls-key", required=True)
     p.add_argument("--client-ca", required=True, help="CA that signs the apiserver's client cert")
     p.add_argument("--workdir", default=None, help="where pod dirs and logs go (default: temp)")
+    p.add_argument(
+        "--pod-ip",
+        default=LOCAL_IP,
+        help="the pods' IP; Endpoints refuse loopback, so Services need a non-loopback one",
+    )
     return p.parse_args(argv)
 
 
@@ -750,7 +897,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="driftline-node-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    agent = NodeAgent(make_api(args.kubeconfig), args.node_name, args.port, workdir)
+    agent = NodeAgent(make_api(args.kubeconfig), args.node_name, args.port, workdir, args.pod_ip)
     server = serve(agent, args.tls_cert, args.tls_key, args.client_ca)
     agent.register_node()
     threading.Thread(target=agent.watch_pods, name="watch", daemon=True).start()

@@ -1,4 +1,6 @@
-"""A real Kubernetes API on loopback: etcd + kube-apiserver + the driftline node agent.
+"""A real Kubernetes API on loopback: etcd, kube-apiserver, kube-controller-manager (the
+Deployment, ReplicaSet, Endpoints and garbage-collector controllers) and the driftline node
+agent.
 
 Library use::
 
@@ -39,6 +41,10 @@ NODE_AGENT = HERE / "node_agent.py"
 LOOPBACK = "127.0.0.1"
 DEFAULT_UP_DIR = Path(tempfile.gettempdir()) / "driftline-k8s-testbed"
 SERVICE_CIDR = "10.0.0.0/24"
+# Controllers that make Deployments and Services work. Left out on purpose: nodelifecycle
+# (the agent sends no heartbeats; it would taint the node and evict pods), serviceaccount and
+# its token controller (the ServiceAccount admission plugin is off), and the rest.
+CONTROLLERS = "deployment,replicaset,endpoint,garbagecollector"
 AGENT_READY_LINE = "node agent ready"  # printed by node_agent.py once its Node is registered
 
 
@@ -71,7 +77,6 @@ def build() -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
-
 def openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
@@ -92,7 +97,8 @@ def issue_cert(pki: Path, name: str, subject: str, ext: str) -> None:
 
 
 def make_pki(pki: Path) -> None:
-    """CA, apiserver serving cert, apiserver->node client cert, node serving cert, SA keys."""
+    """CA, apiserver serving cert, apiserver->node client cert, node and controller-manager
+    serving certs, SA keys."""
     pki.mkdir(parents=True, exist_ok=True)
     new_key(pki / "ca.key")
     ca_files = ["-key", str(pki / "ca.key"), "-out", str(pki / "ca.crt")]
@@ -103,8 +109,30 @@ def make_pki(pki: Path) -> None:
     issue_cert(pki, "apiserver", "/CN=kube-apiserver", f"{server}subjectAltName={api_names}")
     issue_cert(pki, "kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client", client)
     issue_cert(pki, "node", "/CN=driftline-node", f"{server}subjectAltName=IP:127.0.0.1")
+    issue_cert(
+        pki,
+        "controller-manager",
+        "/CN=kube-controller-manager",
+        f"{server}subjectAltName=IP:127.0.0.1",
+    )
     new_key(pki / "sa.key")
     openssl("pkey", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
+
+
+def pod_ip() -> str:
+    """The host's outbound IPv4 address (no packet is sent), used as every pod's IP.
+
+    Endpoints may not hold loopback addresses (the apiserver's validation refuses them), so
+    with ``127.0.0.1`` no Service would ever get endpoints. Falls back to ``127.0.0.1``
+    on a machine without a route.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+            ip = s.getsockname()[0]
+        except OSError:
+            return LOOPBACK
+    return ip if not ip.startswith("127.") else LOOPBACK
 
 
 def kubeconfig_doc(api_url: str, ca: Path, token: str) -> dict:
@@ -232,16 +260,23 @@ class Testbed:
     token: str
     ca_cert: Path
     node_name: str
+    pod_ip: str = LOOPBACK
     pids: dict[str, int] = field(default_factory=dict)
     startup_seconds: float = 0.0
     remove_workdir: bool = True
     detached: bool = False  # processes outlive the starting process (the CLI's `up`)
 
+    def api_client(self):
+        """A new ``kubernetes.client.ApiClient`` for this testbed."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
     def api(self):
         """A ``kubernetes.client.CoreV1Api`` for this testbed."""
-        from kubernetes import client, config
+        from kubernetes import client
 
-        return client.CoreV1Api(config.new_client_from_config(config_file=str(self.kubeconfig)))
+        return client.CoreV1Api(self.api_client())
 
     def save(self) -> None:
         data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
@@ -258,8 +293,9 @@ class Testbed:
         return bool(self.pids) and all(pid_alive(p) for p in self.pids.values())
 
     def stop(self) -> None:
-        """Stop the node agent, kube-apiserver and etcd (in that order); remove the work dir."""
-        for name in ("node_agent", "kube_apiserver", "etcd"):
+        """Stop the node agent, the controller-manager, kube-apiserver and etcd (in that
+        order); remove the work dir."""
+        for name in ("node_agent", "kube_controller_manager", "kube_apiserver", "etcd"):
             pid = self.pids.pop(name, None)
             if pid:
                 terminate(pid)
@@ -314,7 +350,29 @@ def apiserver_argv(bin_dir: Path, work: Path, port: int, etcd_port: int) -> list
     ]
 
 
-def agent_argv(work: Path, kubeconfig: Path, port: int, node_name: str) -> list[str]:
+def controller_manager_argv(bin_dir: Path, work: Path, port: int) -> list[str]:
+    pki = work / "pki"
+    return [
+        str(bin_dir / "kube-controller-manager"),
+        f"--kubeconfig={work / 'kubeconfig'}",
+        f"--authentication-kubeconfig={work / 'kubeconfig'}",
+        f"--authorization-kubeconfig={work / 'kubeconfig'}",
+        f"--bind-address={LOOPBACK}",
+        f"--secure-port={port}",
+        "--port=0",
+        f"--tls-cert-file={pki / 'controller-manager.crt'}",
+        f"--tls-private-key-file={pki / 'controller-manager.key'}",
+        f"--controllers={CONTROLLERS}",
+        "--leader-elect=false",
+        "--use-service-account-credentials=false",
+        "--profiling=false",
+        "--v=1",
+    ]
+
+
+def agent_argv(
+    work: Path, kubeconfig: Path, port: int, node_name: str, pod_ip: str = LOOPBACK
+) -> list[str]:
     pki = work / "pki"
     return [
         sys.executable,
@@ -326,15 +384,18 @@ def agent_argv(work: Path, kubeconfig: Path, port: int, node_name: str) -> list[
         f"--tls-key={pki / 'node.key'}",
         f"--client-ca={pki / 'ca.crt'}",
         f"--workdir={work / 'pods'}",
+        f"--pod-ip={pod_ip}",
     ]
 
 
 def _launch(tb: Testbed, bin_dir: Path, ports: list[int], timeout: float) -> None:
-    """Start etcd, then kube-apiserver and the node agent together (the agent retries until
-    the apiserver answers, which hides its slow ``import kubernetes``); wait for each."""
+    """Start etcd, then kube-apiserver, the controller-manager and the node agent together
+    (the others retry until the apiserver answers, which hides the agent's slow
+    ``import kubernetes``); wait for each."""
     work = tb.workdir
-    api_port, etcd_port, peer_port, agent_port = ports
-    logs = {name: work / f"{name}.log" for name in ("etcd", "kube-apiserver", "node-agent")}
+    api_port, etcd_port, peer_port, agent_port, cm_port = ports
+    names = ("etcd", "kube-apiserver", "kube-controller-manager", "node-agent")
+    logs = {name: work / f"{name}.log" for name in names}
 
     etcd = spawn(etcd_argv(bin_dir, work / "etcd", etcd_port, peer_port), logs["etcd"], tb.detached)
     tb.pids["etcd"] = etcd.pid
@@ -345,9 +406,17 @@ def _launch(tb: Testbed, bin_dir: Path, ports: list[int], timeout: float) -> Non
     )
     tb.pids["kube_apiserver"] = api.pid
     agent = spawn(
-        agent_argv(work, tb.kubeconfig, agent_port, tb.node_name), logs["node-agent"], tb.detached
+        agent_argv(work, tb.kubeconfig, agent_port, tb.node_name, tb.pod_ip),
+        logs["node-agent"],
+        tb.detached,
     )
     tb.pids["node_agent"] = agent.pid
+    cm = spawn(
+        controller_manager_argv(bin_dir, work, cm_port),
+        logs["kube-controller-manager"],
+        tb.detached,
+    )
+    tb.pids["kube_controller_manager"] = cm.pid
 
     def api_ready() -> bool:
         return http_ok(f"{tb.api_url}/readyz", tb.ca_cert, tb.token)
@@ -357,6 +426,13 @@ def _launch(tb: Testbed, bin_dir: Path, ports: list[int], timeout: float) -> Non
 
     wait_until(api_ready, "kube-apiserver /readyz", timeout, api, logs["kube-apiserver"])
     wait_until(agent_ready, "node agent", timeout, agent, logs["node-agent"])
+
+    def cm_healthy() -> bool:
+        return http_ok(f"https://{LOOPBACK}:{cm_port}/healthz", tb.ca_cert, tb.token)
+
+    wait_until(
+        cm_healthy, "kube-controller-manager /healthz", timeout, cm, logs["kube-controller-manager"]
+    )
 
 
 def start(
@@ -379,7 +455,7 @@ def start(
     make_pki(work / "pki")
     token = secrets.token_hex(24)
     (work / "tokens.csv").write_text(f'{token},driftline-admin,driftline-admin,"system:masters"\n')
-    ports = free_ports(4)
+    ports = free_ports(5)
     tb = Testbed(
         workdir=work,
         api_url=f"https://{LOOPBACK}:{ports[0]}",
@@ -387,6 +463,7 @@ def start(
         token=token,
         ca_cert=work / "pki" / "ca.crt",
         node_name=node_name,
+        pod_ip=pod_ip(),
         detached=detached,
     )
     tb.kubeconfig.write_text(json.dumps(kubeconfig_doc(tb.api_url, tb.ca_cert, token), indent=2))
