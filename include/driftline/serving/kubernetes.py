@@ -1,0 +1,783 @@
+"""Blue-green serving on Kubernetes (``[serving] backend = "kubernetes"``).
+
+Objects, all in ``[serving_kubernetes] namespace`` and named after ``service``:
+
+* Deployments ``<service>-blue`` and ``<service>-green``: ``replicas`` pods running
+  ``python -m driftline.serving.app --slot <slot> --version <v> --host 0.0.0.0 --port <p>``
+  from ``image`` (``p`` is the slot's ``[serving] blue_port``/``green_port``), labelled
+  ``app.kubernetes.io/name=<service>``, ``driftline.io/slot`` and
+  ``driftline.io/model-version``. Readiness is ``GET /ready``, liveness ``GET /health`` (with
+  a startup probe for the model load); non-root, seccomp ``RuntimeDefault``, no privilege
+  escalation, all capabilities dropped, read-only root filesystem. ``DRIFTLINE_HOME`` is
+  ``home``: the ``home_pvc`` mounted read-only, except its prediction log directory, and
+  ``config_map``'s ``driftline.toml`` as ``DRIFTLINE_CONFIG``. The idle slot takes no
+  traffic, so its Deployments use the ``Recreate`` strategy.
+* Services ``<service>-<slot>`` (one per slot, for checks before a switch) and the live
+  Service ``<service>``, whose selector's ``driftline.io/slot`` is the only thing a switch
+  changes (a strategic-merge patch of that one key). All expose port 80 (``http``).
+* ConfigMap ``<service>-state``: the live slot, each slot's version and the switch history,
+  as JSON. Every write is a ``replace`` with the ``resourceVersion`` that was read, and a
+  deploy or rollback holds a lock recorded in it, so two deployers cannot clobber each other.
+
+A deploy verifies the artifact's sha256 before touching the cluster, applies the idle slot's
+Deployment and Service, waits for the rollout, runs the smoke check and the shadow
+comparison (:mod:`driftline.serving.verify`) through the apiserver's service proxy, switches
+the live Service, confirms that it answers with the new version, watches it for
+``post_switch_watch_s`` and switches back on its own if a check fails. A failure before the
+switch scales the candidate to zero and leaves the live Service as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import math
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from driftline.features import INPUT_COLUMNS
+from driftline.registry import ArtifactIntegrityError, ModelVersion
+from driftline.serving.paths import SLOTS, other_slot, predictions_dir, slot_port
+from driftline.serving.verify import DeployError, recent_served_rows, shadow_compare, smoke_check
+from driftline.settings import KubernetesServingSettings, Settings
+
+log = logging.getLogger(__name__)
+
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_SLOT = "driftline.io/slot"
+LABEL_VERSION = "driftline.io/model-version"
+CONTAINER = "model-server"
+PORT_NAME = "http"
+SERVICE_PORT = 80
+CONFIG_DIR = "/etc/driftline"
+STATE_KEY = "state.json"
+HISTORY_LIMIT = 200
+"""Switch records kept in the state ConfigMap (a ConfigMap holds at most 1 MiB)."""
+PROXY_TIMEOUT_S = 30.0
+SWITCH_VERIFY_S = 30.0
+"""How long the live Service may take to answer with the new version after a switch."""
+POLL_S = 0.5
+EVENTS_SHOWN = 12
+LOG_LINES_SHOWN = 20
+FATAL_WAITING = {"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+                 "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+# -- manifests ---------------------------------------------------------------------------------
+def deployment_name(cfg: KubernetesServingSettings, slot: str) -> str:
+    return f"{cfg.service}-{slot}"
+
+
+def slot_service_name(cfg: KubernetesServingSettings, slot: str) -> str:
+    return f"{cfg.service}-{slot}"
+
+
+def selector(cfg: KubernetesServingSettings, slot: str) -> dict[str, str]:
+    """The labels that select ``slot``'s pods (the Deployment's immutable selector)."""
+    return {LABEL_NAME: cfg.service, LABEL_SLOT: slot}
+
+
+def slot_labels(cfg: KubernetesServingSettings, slot: str, version: str) -> dict[str, str]:
+    return {**selector(cfg, slot), LABEL_VERSION: version, LABEL_COMPONENT: "model-server",
+            LABEL_MANAGED_BY: "driftline"}
+
+
+def _http_probe(path: str, period: int, failures: int, timeout: int = 2) -> client.V1Probe:
+    return client.V1Probe(http_get=client.V1HTTPGetAction(path=path, port=PORT_NAME),
+                          period_seconds=period, timeout_seconds=timeout,
+                          failure_threshold=failures)
+
+
+def slot_deployment(settings: Settings, slot: str, version: str) -> client.V1Deployment:
+    """The Deployment that serves ``version`` in ``slot``."""
+    cfg = settings.serving_kubernetes
+    port = slot_port(settings, slot)
+    env = [client.V1EnvVar(name="DRIFTLINE_HOME", value=cfg.home),
+           client.V1EnvVar(name="PYTHONUNBUFFERED", value="1"),
+           client.V1EnvVar(name="POD_NAME", value_from=client.V1EnvVarSource(
+               field_ref=client.V1ObjectFieldSelector(field_path="metadata.name")))]
+    volumes = [client.V1Volume(name="tmp", empty_dir=client.V1EmptyDirVolumeSource())]
+    mounts = [client.V1VolumeMount(name="tmp", mount_path="/tmp")]
+    if cfg.home_pvc:
+        log_dir = predictions_dir(settings.serving_dir).relative_to(settings.home)
+        volumes.append(client.V1Volume(
+            name="driftline-home", persistent_volume_claim=(
+                client.V1PersistentVolumeClaimVolumeSource(claim_name=cfg.home_pvc))))
+        mounts += [  # the registry read-only; only the prediction log is writable
+            client.V1VolumeMount(name="driftline-home", mount_path=cfg.home, read_only=True),
+            client.V1VolumeMount(name="driftline-home", mount_path=f"{cfg.home}/{log_dir}",
+                                 sub_path=str(log_dir))]
+    if cfg.config_map:
+        volumes.append(client.V1Volume(name="driftline-config", config_map=(
+            client.V1ConfigMapVolumeSource(name=cfg.config_map))))
+        mounts.append(client.V1VolumeMount(name="driftline-config", mount_path=CONFIG_DIR,
+                                           read_only=True))
+        env.append(client.V1EnvVar(name="DRIFTLINE_CONFIG", value=f"{CONFIG_DIR}/driftline.toml"))
+    start_periods = max(1, math.ceil(settings.serving.start_timeout_s / 2))
+    container = client.V1Container(
+        name=CONTAINER, image=cfg.image, image_pull_policy="IfNotPresent",
+        command=["python", "-m", "driftline.serving.app"],
+        # the server also listens on a unix socket; the pod's own /tmp holds it
+        args=["--slot", slot, "--version", version, "--host", "0.0.0.0", "--port", str(port),
+              "--uds", "/tmp/$(POD_NAME).sock"],
+        ports=[client.V1ContainerPort(name=PORT_NAME, container_port=port, protocol="TCP")],
+        env=env, volume_mounts=mounts,
+        resources=client.V1ResourceRequirements(
+            requests={"cpu": cfg.cpu_request, "memory": cfg.memory_request},
+            limits={"memory": cfg.memory_limit}),
+        startup_probe=_http_probe("/health", 2, start_periods),
+        readiness_probe=_http_probe("/ready", 2, 2),
+        liveness_probe=_http_probe("/health", 10, 3, timeout=3),
+        security_context=client.V1SecurityContext(
+            allow_privilege_escalation=False, run_as_non_root=True,
+            read_only_root_filesystem=True, capabilities=client.V1Capabilities(drop=["ALL"])),
+        termination_message_policy="FallbackToLogsOnError")
+    labels = slot_labels(cfg, slot, version)
+    pod = client.V1PodSpec(
+        containers=[container], volumes=volumes, automount_service_account_token=False,
+        enable_service_links=False, termination_grace_period_seconds=20,
+        security_context=client.V1PodSecurityContext(
+            run_as_non_root=True, run_as_user=cfg.run_as_user, run_as_group=cfg.run_as_user,
+            fs_group=cfg.run_as_user, fs_group_change_policy="OnRootMismatch",
+            seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault")))
+    return client.V1Deployment(
+        api_version="apps/v1", kind="Deployment",
+        metadata=client.V1ObjectMeta(name=deployment_name(cfg, slot), namespace=cfg.namespace,
+                                     labels=labels),
+        spec=client.V1DeploymentSpec(
+            replicas=cfg.replicas, revision_history_limit=3,
+            selector=client.V1LabelSelector(match_labels=selector(cfg, slot)),
+            strategy=client.V1DeploymentStrategy(type="Recreate"),
+            template=client.V1PodTemplateSpec(metadata=client.V1ObjectMeta(labels=labels),
+                                              spec=pod)))
+
+
+def _service(cfg: KubernetesServingSettings, name: str, slot: str,
+             role: str) -> client.V1Service:
+    return client.V1Service(
+        api_version="v1", kind="Service",
+        metadata=client.V1ObjectMeta(
+            name=name, namespace=cfg.namespace,
+            labels={LABEL_NAME: cfg.service, LABEL_COMPONENT: role,
+                    LABEL_MANAGED_BY: "driftline"}),
+        spec=client.V1ServiceSpec(
+            type="ClusterIP", selector=selector(cfg, slot),
+            ports=[client.V1ServicePort(name=PORT_NAME, port=SERVICE_PORT,
+                                        target_port=PORT_NAME, protocol="TCP")]))
+
+
+def slot_service(settings: Settings, slot: str) -> client.V1Service:
+    """``<service>-<slot>``: reaches ``slot``'s pods whether or not they are live."""
+    cfg = settings.serving_kubernetes
+    return _service(cfg, slot_service_name(cfg, slot), slot, "slot")
+
+
+def live_service(settings: Settings, slot: str) -> client.V1Service:
+    """``<service>``, selecting ``slot``'s pods: what clients call."""
+    cfg = settings.serving_kubernetes
+    return _service(cfg, cfg.service, slot, "live")
+
+
+def switch_patch(slot: str) -> dict:
+    """The strategic-merge patch a switch applies to the live Service: one selector key."""
+    return {"spec": {"selector": {LABEL_SLOT: slot}}}
+
+
+def load_api_client(cfg: KubernetesServingSettings) -> client.ApiClient:
+    """An API client from the pod's service account (``in_cluster``) or a kubeconfig."""
+    from kubernetes import config
+
+    if cfg.in_cluster:
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)
+        return client.ApiClient(configuration)
+    return config.new_client_from_config(config_file=cfg.config_file or None,
+                                         context=cfg.cluster_context or None)
+
+
+# -- the backend -------------------------------------------------------------------------------
+class KubernetesBlueGreen:
+    """Deploy, switch and roll back model versions between two Deployments.
+
+    :param settings: driftline settings (``[serving]`` and ``[serving_kubernetes]``).
+    :param api_client: the Kubernetes API client; default from :func:`load_api_client`.
+    """
+
+    def __init__(self, settings: Settings, api_client: client.ApiClient | None = None):
+        self.settings = settings
+        self.cfg = settings.serving_kubernetes
+        self.ns = self.cfg.namespace
+        self.api_client = api_client or load_api_client(self.cfg)
+        self.core = client.CoreV1Api(self.api_client)
+        self.apps = client.AppsV1Api(self.api_client)
+        self.state_name = f"{self.cfg.service}-state"
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self._rv: str | None = None  # resourceVersion of the state ConfigMap we last saw
+
+    # -- state -------------------------------------------------------------------------
+    def _read_state(self) -> dict:
+        state = {"live": None, "slots": {}, "history": [], "lock": None}
+        try:
+            cm = self.core.read_namespaced_config_map(self.state_name, self.ns)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            self._rv = None
+            return state
+        self._rv = cm.metadata.resource_version
+        state.update(json.loads((cm.data or {}).get(STATE_KEY) or "{}"))
+        return state
+
+    def _write_state(self, state: dict) -> None:
+        """Save ``state`` if nobody changed it since we read it.
+
+        :raises DeployError: another deployer wrote it in between (HTTP 409).
+        """
+        state["history"] = state["history"][-HISTORY_LIMIT:]
+        body = client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(
+                name=self.state_name, namespace=self.ns, resource_version=self._rv,
+                labels={LABEL_NAME: self.cfg.service, LABEL_COMPONENT: "deploy-state",
+                        LABEL_MANAGED_BY: "driftline"}),
+            data={STATE_KEY: json.dumps(state, indent=1, default=str)})
+        try:
+            if self._rv is None:
+                cm = self.core.create_namespaced_config_map(self.ns, body)
+            else:
+                cm = self.core.replace_namespaced_config_map(self.state_name, self.ns, body)
+        except ApiException as exc:
+            if exc.status == 409:
+                raise DeployError(f"ConfigMap {self.ns}/{self.state_name} was changed by "
+                                  "someone else meanwhile (another deployer?); nothing was "
+                                  "overwritten") from exc
+            raise
+        self._rv = cm.metadata.resource_version
+
+    @contextlib.contextmanager
+    def _locked(self, action: str, version: str | None = None) -> Iterator[dict]:
+        """Hold the deploy lock recorded in the state ConfigMap; yield the state."""
+        state = self._read_state()
+        lock = state.get("lock")
+        if lock and lock.get("expires", 0) > time.time():
+            raise DeployError(f"another {lock.get('action')} ({lock.get('version')}) by "
+                              f"{lock.get('holder')} is in progress since {lock.get('since')}; "
+                              f"try again later")
+        if lock:
+            log.warning("taking over an expired lock of %s (%s since %s)", lock.get("holder"),
+                        lock.get("action"), lock.get("since"))
+        ttl = 3 * self.settings.serving.start_timeout_s + self.settings.serving.post_switch_watch_s
+        state["lock"] = {"holder": self.holder, "action": action, "version": version,
+                         "since": _now(), "expires": time.time() + ttl + 120}
+        self._write_state(state)
+        try:
+            yield state
+        finally:
+            state["lock"] = None
+            try:
+                self._write_state(state)
+            except (DeployError, ApiException) as exc:
+                log.error("could not release the deploy lock in %s/%s: %s", self.ns,
+                          self.state_name, exc)
+
+    # -- reading the cluster ---------------------------------------------------------------
+    def _read_deployment(self, slot: str) -> client.V1Deployment | None:
+        try:
+            return self.apps.read_namespaced_deployment(deployment_name(self.cfg, slot), self.ns)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _live_selector(self) -> str | None:
+        """The slot the live Service selects now (None: no live Service)."""
+        try:
+            svc = self.core.read_namespaced_service(self.cfg.service, self.ns)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return (svc.spec.selector or {}).get(LABEL_SLOT)
+
+    @staticmethod
+    def _rolled_out(dep: client.V1Deployment | None) -> bool:
+        """The Deployment's current spec is rolled out to all of its (one or more) pods, and
+        all of them are ready."""
+        if dep is None or not dep.spec.replicas:
+            return False
+        st, want = dep.status, dep.spec.replicas
+        return ((st.observed_generation or 0) >= (dep.metadata.generation or 0)
+                and (st.updated_replicas or 0) == want and (st.ready_replicas or 0) == want
+                and (st.available_replicas or 0) == want and (st.replicas or 0) == want)
+
+    def status(self) -> dict:
+        """What is live, what each slot's Deployment runs, the live Service, the history."""
+        state = self._read_state()
+        slots = {}
+        for slot in SLOTS:
+            dep = self._read_deployment(slot)
+            entry = state["slots"].get(slot) or {}
+            st = dep.status if dep else None
+            slots[slot] = {
+                "version": entry.get("version"),
+                "deployment": deployment_name(self.cfg, slot),
+                "exists": dep is not None,
+                "deployed_version": (dep.metadata.labels or {}).get(LABEL_VERSION) if dep else None,
+                "replicas": dep.spec.replicas if dep else 0,
+                "ready_replicas": (st.ready_replicas or 0) if st else 0,
+                "ready": self._rolled_out(dep),
+                "port": slot_port(self.settings, slot),
+                "deployed_at": entry.get("deployed_at")}
+        return {"live": state["live"], "slots": slots,
+                "service": {"name": self.cfg.service, "namespace": self.ns,
+                            "selects": self._live_selector()},
+                "history": state["history"]}
+
+    # -- applying ----------------------------------------------------------------------
+    def _apply_deployment(self, body: client.V1Deployment) -> client.V1Deployment:
+        name = body.metadata.name
+        try:
+            current = self.apps.read_namespaced_deployment(name, self.ns)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            log.info("creating Deployment %s/%s", self.ns, name)
+            return self.apps.create_namespaced_deployment(self.ns, body)
+        body.metadata.resource_version = current.metadata.resource_version
+        log.info("replacing Deployment %s/%s (was %s, %s replicas)", self.ns, name,
+                 (current.metadata.labels or {}).get(LABEL_VERSION), current.spec.replicas)
+        return self.apps.replace_namespaced_deployment(name, self.ns, body)
+
+    def _apply_service(self, body: client.V1Service) -> None:
+        """Create the Service, or patch its spec (a replace would drop its clusterIP)."""
+        name = body.metadata.name
+        try:
+            self.core.create_namespaced_service(self.ns, body)
+            log.info("created Service %s/%s", self.ns, name)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            self.core.patch_namespaced_service(name, self.ns, body)
+
+    def _scale_down(self, slot: str) -> None:
+        name = deployment_name(self.cfg, slot)
+        try:
+            self.apps.patch_namespaced_deployment(name, self.ns, {"spec": {"replicas": 0}})
+            log.info("scaled Deployment %s/%s to 0 replicas", self.ns, name)
+        except ApiException as exc:
+            log.error("could not scale %s/%s to 0: %s %s", self.ns, name, exc.status, exc.reason)
+
+    # -- waiting for a rollout ---------------------------------------------------------
+    def _slot_pods(self, slot: str, version: str) -> list[client.V1Pod]:
+        labels = {**selector(self.cfg, slot), LABEL_VERSION: version}
+        return self.core.list_namespaced_pod(
+            self.ns, label_selector=",".join(f"{k}={v}" for k, v in labels.items())).items
+
+    @staticmethod
+    def _pod_failure(pods: list[client.V1Pod]) -> str | None:
+        """Why one of ``pods`` cannot become ready by waiting longer, if so."""
+        for pod in pods:
+            name = pod.metadata.name
+            if pod.status.phase == "Failed":
+                return f"pod {name} failed: {pod.status.reason} {pod.status.message or ''}"
+            for cs in (pod.status.init_container_statuses or []) + (
+                    pod.status.container_statuses or []):
+                waiting = cs.state.waiting if cs.state else None
+                if waiting and waiting.reason in FATAL_WAITING:
+                    last = cs.last_state.terminated if cs.last_state else None
+                    exit_info = f", last exit code {last.exit_code}" if last else ""
+                    return (f"pod {name} container {cs.name}: {waiting.reason} "
+                            f"(restarted {cs.restart_count} times{exit_info}): "
+                            f"{waiting.message or ''}")
+                done = cs.state.terminated if cs.state else None
+                if done and done.exit_code:
+                    return (f"pod {name} container {cs.name} exited with code "
+                            f"{done.exit_code} ({done.reason}): {(done.message or '')[-500:]}")
+        return None
+
+    def _wait_rollout(self, slot: str, version: str) -> float:
+        """Wait until ``slot``'s Deployment runs ``version`` on all replicas, all ready.
+
+        :return: seconds waited.
+        :raises DeployError: a pod failed, the rollout stalled, or ``start_timeout_s`` passed;
+            with the pods' state, recent events and log lines.
+        """
+        name = deployment_name(self.cfg, slot)
+        timeout = self.settings.serving.start_timeout_s
+        started = time.monotonic()
+        last_note = None
+        while True:
+            dep = self._read_deployment(slot)
+            if dep is None:
+                raise DeployError(f"Deployment {self.ns}/{name} disappeared during its rollout")
+            if self._rolled_out(dep):
+                waited = time.monotonic() - started
+                log.info("Deployment %s/%s rolled out %s: %d/%d pods ready in %.1fs", self.ns,
+                         name, version, dep.status.ready_replicas or 0, dep.spec.replicas,
+                         waited)
+                return waited
+            pods = self._slot_pods(slot, version)
+            why = self._pod_failure(pods)
+            for cond in dep.status.conditions or []:
+                if cond.type == "Progressing" and cond.status == "False":
+                    why = why or f"rollout stalled: {cond.reason}: {cond.message}"
+            if why is None and time.monotonic() - started > timeout:
+                st = dep.status
+                why = (f"not rolled out after {timeout:g}s: {st.ready_replicas or 0}/"
+                       f"{dep.spec.replicas} pods ready, {st.updated_replicas or 0} updated")
+            if why:
+                raise DeployError(f"slot {slot}: {version} failed to start: {why}\n"
+                                  f"{self._diagnosis(dep, pods)}")
+            note = (dep.status.ready_replicas or 0, len(pods))
+            if note != last_note:
+                log.info("waiting for %s/%s: %d/%d ready, %d pods (%.1fs)", self.ns, name,
+                         note[0], dep.spec.replicas, note[1], time.monotonic() - started)
+                last_note = note
+            time.sleep(POLL_S)
+
+    def _diagnosis(self, dep: client.V1Deployment, pods: list[client.V1Pod]) -> str:
+        """The pods' phases, recent events of the Deployment, its ReplicaSets and pods, and
+        the last log lines of a failed container (best effort)."""
+        lines = []
+        for pod in pods:
+            states = []
+            for cs in pod.status.container_statuses or []:
+                state = cs.state.to_dict() if cs.state else {}
+                kind = next((k for k, v in state.items() if v), "unknown")
+                states.append(f"{cs.name}={kind} restarts={cs.restart_count}")
+            lines.append(f"pod {pod.metadata.name}: {pod.status.phase}, {', '.join(states)}")
+        objects = [dep.metadata.name] + [p.metadata.name for p in pods]
+        try:
+            owned = self.apps.list_namespaced_replica_set(
+                self.ns, label_selector=f"{LABEL_NAME}={self.cfg.service},"
+                                        f"{LABEL_SLOT}={dep.metadata.labels.get(LABEL_SLOT)}")
+            objects += [rs.metadata.name for rs in owned.items]
+            events = []
+            for name in objects[:10]:
+                events += self.core.list_namespaced_event(
+                    self.ns, field_selector=f"involvedObject.name={name}").items
+        except ApiException as exc:
+            events = []
+            lines.append(f"(events unavailable: {exc.status} {exc.reason})")
+
+        def when(ev) -> dt.datetime:
+            t = ev.last_timestamp or ev.event_time or ev.first_timestamp
+            return t or dt.datetime.min.replace(tzinfo=dt.UTC)
+
+        events.sort(key=when)
+        if events:
+            lines.append("recent events:")
+        lines += [f"  {when(ev):%H:%M:%S} {ev.type} {ev.reason} {ev.involved_object.kind}/"
+                  f"{ev.involved_object.name}: {ev.message}" for ev in events[-EVENTS_SHOWN:]]
+        failed = next((p for p in pods if any(
+            cs.restart_count or (cs.state and cs.state.terminated)
+            for cs in p.status.container_statuses or [])), None)
+        if failed is not None:
+            try:
+                text = self.core.read_namespaced_pod_log(
+                    failed.metadata.name, self.ns, container=CONTAINER,
+                    tail_lines=LOG_LINES_SHOWN, _preload_content=False).data.decode(
+                        errors="replace")
+                lines.append(f"last log lines of {failed.metadata.name}:")
+                lines += [f"  {line}" for line in text.splitlines()]
+            except ApiException as exc:
+                lines.append(f"(log of {failed.metadata.name} unavailable: {exc.reason})")
+        return "\n".join(lines)
+
+    # -- talking to the pods through the apiserver's service proxy ---------------------
+    def _proxy(self, service: str, method: str, path: str, body: dict | None = None,
+               timeout: float = PROXY_TIMEOUT_S) -> tuple[int, dict]:
+        """``method`` ``path`` on ``service``'s ``http`` port via the apiserver's service
+        proxy; the status code and the JSON body.
+
+        ``CoreV1Api.connect_post_namespaced_service_proxy_with_path`` takes no request body,
+        so this calls the same endpoint through :meth:`ApiClient.call_api`.
+        """
+        resource = f"/api/v1/namespaces/{self.ns}/services/{service}:{PORT_NAME}/proxy/{path}"
+        try:
+            response = self.api_client.call_api(
+                resource, method, body=body, auth_settings=["BearerToken"],
+                header_params={"Content-Type": "application/json",
+                               "Accept": "application/json"},
+                _preload_content=False, _request_timeout=timeout)[0]
+            status, raw = response.status, response.data
+        except ApiException as exc:
+            status, raw = exc.status, exc.body or b""
+        except Exception as exc:  # connection errors (urllib3), timeouts
+            raise DeployError(f"service {self.ns}/{service}: {method} /{path} failed: "
+                              f"{exc!r}") from exc
+        text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, {"detail": text[:500]}
+
+    def _predictor(self, service: str) -> Callable[[list[dict]], dict]:
+        """A ``predict`` callable for :mod:`~driftline.serving.verify` through ``service``."""
+
+        def predict(rows: list[dict]) -> dict:
+            status, body = self._proxy(service, "POST", "predict", {"rows": rows})
+            if status != 200:
+                raise DeployError(f"service {self.ns}/{service}: predict answered {status}: "
+                                  f"{json.dumps(body)[:500]}")
+            return body
+
+        return predict
+
+    def _answers(self, service: str, path: str, version: str, slot: str) -> str | None:
+        """None if ``service`` answers ``GET path`` with ``version`` from ``slot``; else what
+        it answered."""
+        try:
+            status, body = self._proxy(service, "GET", path, timeout=5.0)
+        except DeployError as exc:
+            return str(exc)
+        if status == 200 and body.get("model_version") == version and body.get("slot") == slot:
+            return None
+        return f"{status} {json.dumps(body)[:300]}"
+
+    # -- switching ---------------------------------------------------------------------
+    def _endpoints_slot(self, slot: str) -> bool:
+        """The live Service's endpoints are exactly ready pods of ``slot`` (at least one)."""
+        try:
+            ep = self.core.read_namespaced_endpoints(self.cfg.service, self.ns)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        addresses = [a for s in ep.subsets or [] for a in (s.addresses or [])]
+        not_ready = [a for s in ep.subsets or [] for a in (s.not_ready_addresses or [])]
+        names = {p.metadata.name for p in self.core.list_namespaced_pod(
+            self.ns, label_selector=f"{LABEL_NAME}={self.cfg.service},{LABEL_SLOT}={slot}").items}
+        refs = [a.target_ref.name if a.target_ref else None for a in addresses + not_ready]
+        return bool(addresses) and all(r in names for r in refs)
+
+    def _switch(self, slot: str, version: str) -> tuple[float, float]:
+        """Point the live Service at ``slot``; confirm through it that ``version`` answers.
+
+        :return: the switch's wall-clock time and how long confirming it took.
+        :raises DeployError: the Service does not answer with ``version`` in time.
+        """
+        switched_at = time.time()
+        try:
+            self.core.patch_namespaced_service(self.cfg.service, self.ns, switch_patch(slot))
+            log.info("Service %s/%s now selects %s=%s", self.ns, self.cfg.service, LABEL_SLOT,
+                     slot)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise DeployError(f"switching Service {self.ns}/{self.cfg.service} to {slot} "
+                                  f"failed: {exc.status} {exc.reason}") from exc
+            self.core.create_namespaced_service(self.ns, live_service(self.settings, slot))
+            log.info("created the live Service %s/%s selecting %s=%s", self.ns,
+                     self.cfg.service, LABEL_SLOT, slot)
+        started = time.monotonic()
+        last = "no answer"
+        while time.monotonic() - started < SWITCH_VERIFY_S:
+            if self._endpoints_slot(slot):
+                last = self._answers(self.cfg.service, "version", version, slot)
+                if last is None:
+                    verified_s = time.monotonic() - started
+                    log.info("Service %s/%s answers with %s from slot %s (%.2fs after the "
+                             "switch)", self.ns, self.cfg.service, version, slot, verified_s)
+                    return switched_at, verified_s
+            else:
+                last = f"its endpoints are not (only) slot {slot}'s ready pods yet"
+            time.sleep(POLL_S / 2)
+        raise DeployError(f"Service {self.ns}/{self.cfg.service} did not answer with {version} "
+                          f"from slot {slot} within {SWITCH_VERIFY_S:.0f}s; last: {last}")
+
+    def _watch(self, slot: str, model_version: ModelVersion) -> int:
+        """Check the live Service for ``post_switch_watch_s``: ``/ready`` and the smoke rows.
+
+        :return: the number of checks made.
+        :raises DeployError: a check failed.
+        """
+        watch_s = self.settings.serving.post_switch_watch_s
+        predict = self._predictor(self.cfg.service)
+        where = f"live Service {self.cfg.service} (slot {slot})"
+        started, checks = time.monotonic(), 0
+        while True:
+            wrong = self._answers(self.cfg.service, "ready", model_version.version, slot)
+            if wrong is not None:
+                raise DeployError(f"{where}: /ready answered {wrong}")
+            smoke_check(predict, model_version, where)
+            checks += 1
+            if time.monotonic() - started >= watch_s:
+                log.info("%s passed %d checks in %.1fs after the switch", where, checks,
+                         time.monotonic() - started)
+                return checks
+            time.sleep(POLL_S)
+
+    def _record(self, state: dict, action: str, from_slot: str | None, to_slot: str,
+                version: str, previous_version: str | None, reason: str, switched_at: float,
+                verified_s: float, **extra) -> dict:
+        record = {"at": _now(), "action": action, "from_slot": from_slot, "to_slot": to_slot,
+                  "version": version, "previous_version": previous_version, "reason": reason,
+                  "switched_at": round(switched_at, 6),
+                  "service_verified_s": round(verified_s, 4), **extra}
+        state["live"] = to_slot
+        state["history"].append(record)
+        self._write_state(state)
+        return record
+
+    # -- public operations -------------------------------------------------------------
+    def deploy(self, model_version: ModelVersion, reason: str) -> dict:
+        """Serve ``model_version``: roll it out in the idle slot, check it, switch to it.
+
+        :return: :meth:`status` after the deploy, plus ``changed`` (False when the version
+            was already live) and ``switch`` (the history record, None if unchanged).
+        :raises DeployError: refused (checksum mismatch, another deploy in progress) or failed
+            (rollout, smoke test, shadow comparison, switch); the live Service then selects
+            what it selected before, and a failed candidate is scaled to zero.
+        """
+        version = model_version.version
+        t0 = time.monotonic()
+        try:
+            sha256 = model_version.verify()
+        except (ArtifactIntegrityError, OSError, KeyError) as exc:
+            raise DeployError(f"refusing to deploy {version}: {exc}") from exc
+        log.info("artifact checksum of %s %s verified: %s", model_version.name, version, sha256)
+        with self._locked("deploy", version) as state:
+            live = state["live"]
+            live_version = (state["slots"].get(live) or {}).get("version") if live else None
+            if live and live_version == version and self._rolled_out(self._read_deployment(live)):
+                selects = self._live_selector()
+                if selects != live:
+                    log.warning("Service %s/%s selects %s, but %s is live; switching it back",
+                                self.ns, self.cfg.service, selects, live)
+                    self._switch(live, version)
+                log.info("%s is already live in slot %s; nothing to deploy", version, live)
+                return {**self.status(), "changed": False, "switch": None}
+
+            target = other_slot(live) if live else "blue"
+            log.info("deploying %s %s to slot %s in %s (live: %s %s): %s", model_version.name,
+                     version, target, self.ns, live, live_version, reason)
+            state["slots"][target] = {"version": version, "deployed_at": _now()}
+            self._write_state(state)
+            switched = False
+            try:
+                self._apply_deployment(slot_deployment(self.settings, target, version))
+                self._apply_service(slot_service(self.settings, target))
+                rollout_s = self._wait_rollout(target, version)
+                checks = self._check_candidate(target, model_version, live)
+                switched = True
+                switched_at, verified_s = self._switch(target, version)
+            except BaseException as exc:  # also a killed task: the live slot stays live
+                self._abandon(state, target, live, version, switched)
+                if isinstance(exc, Exception) and not isinstance(exc, DeployError):
+                    raise DeployError(f"slot {target}: deploying {version} failed: "
+                                      f"{exc!r}") from exc
+                raise
+            record = self._record(state, "deploy", live, target, version, live_version, reason,
+                                  switched_at, verified_s, rollout_s=round(rollout_s, 2),
+                                  checks=checks)
+            try:
+                self._watch(target, model_version)
+            except DeployError as exc:
+                self._auto_rollback(state, target, live, version, live_version, exc)
+                raise
+            log.info("deployed %s to slot %s in %.1fs; %s", version, target,
+                     time.monotonic() - t0,
+                     f"slot {live} keeps {live_version} for rollback" if live else "first deploy")
+            return {**self.status(), "changed": True, "switch": record}
+
+    def _check_candidate(self, target: str, model_version: ModelVersion,
+                         live: str | None) -> dict:
+        """Smoke check, then shadow comparison with the live slot, through the slot
+        Services."""
+        candidate = self._predictor(slot_service_name(self.cfg, target))
+        checks: dict = {"smoke_rows": smoke_check(candidate, model_version, f"slot {target}")}
+        serving = self.settings.serving
+        rows = recent_served_rows(self.settings.serving_dir, serving.shadow_rows, INPUT_COLUMNS)
+        if not live:
+            log.info("shadow comparison skipped: nothing is live to compare with")
+        elif not rows:
+            log.info("shadow comparison skipped: no served rows in %s",
+                     predictions_dir(self.settings.serving_dir))
+        else:
+            checks["shadow"] = shadow_compare(
+                candidate, self._predictor(slot_service_name(self.cfg, live)), rows,
+                serving.shadow_max_disagreement, f"slot {target}",
+                batch_rows=min(1000, serving.max_batch_rows))
+        return checks
+
+    def _abandon(self, state: dict, target: str, live: str | None, version: str,
+                 switched: bool) -> None:
+        """After a failed deploy: the live Service back on ``live``, the candidate at 0."""
+        log.error("deploying %s to slot %s failed; scaling it down, %s stays live", version,
+                  target, live)
+        if switched and live:
+            try:
+                self.core.patch_namespaced_service(self.cfg.service, self.ns, switch_patch(live))
+            except ApiException as exc:
+                log.error("could not point Service %s back at %s: %s", self.cfg.service, live,
+                          exc.reason)
+        self._scale_down(target)
+        state["slots"][target] = {"version": None, "failed_version": version,
+                                  "failed_at": _now()}
+        try:
+            self._write_state(state)
+        except (DeployError, ApiException) as exc:
+            log.error("could not record the failed deploy: %s", exc)
+
+    def _auto_rollback(self, state: dict, target: str, live: str | None, version: str,
+                       live_version: str | None, error: DeployError) -> None:
+        """A post-switch check failed: switch back to ``live`` and record it."""
+        if not live:
+            log.error("post-switch check of %s failed and no slot was live before: slot %s "
+                      "stays live", version, target)
+            return
+        log.error("post-switch check of %s in slot %s failed; switching back to %s (%s)",
+                  version, target, live, live_version)
+        switched_at, verified_s = self._switch(live, live_version)
+        self._record(state, "auto-rollback", target, live, live_version, version,
+                     f"post-switch check failed: {error}", switched_at, verified_s)
+        self._scale_down(target)
+        state["slots"][target] = {"version": None, "failed_version": version,
+                                  "failed_at": _now()}
+        self._write_state(state)
+
+    def rollback(self, reason: str) -> dict:
+        """Switch back to the other slot, which still runs the previous version.
+
+        :return: :meth:`status` after the switch, plus ``changed`` and ``switch``.
+        :raises DeployError: nothing is live, or the other slot's Deployment is not ready or
+            does not serve the version recorded for it.
+        """
+        with self._locked("rollback") as state:
+            live = state["live"]
+            if live is None:
+                raise DeployError("cannot roll back: nothing is live")
+            target = other_slot(live)
+            version = (state["slots"].get(target) or {}).get("version")
+            dep = self._read_deployment(target)
+            deployed = (dep.metadata.labels or {}).get(LABEL_VERSION) if dep else None
+            if not version or deployed != version or not self._rolled_out(dep):
+                raise DeployError(
+                    f"cannot roll back from {live}: slot {target} has no ready Deployment of "
+                    f"its recorded version {version} (Deployment "
+                    f"{deployment_name(self.cfg, target)}: version {deployed}, "
+                    f"{'ready' if self._rolled_out(dep) else 'not rolled out'}, "
+                    f"{dep.spec.replicas if dep else 0} replicas)")
+            wrong = self._answers(slot_service_name(self.cfg, target), "ready", version, target)
+            if wrong is not None:
+                raise DeployError(f"cannot roll back: slot {target} answers {wrong}, expected "
+                                  f"{version} ready")
+            live_version = (state["slots"].get(live) or {}).get("version")
+            log.info("rolling back from %s (%s) to %s (%s): %s", live, live_version, target,
+                     version, reason)
+            switched_at, verified_s = self._switch(target, version)
+            record = self._record(state, "rollback", live, target, version, live_version,
+                                  reason, switched_at, verified_s)
+            return {**self.status(), "changed": True, "switch": record}
