@@ -21,18 +21,17 @@ Everything is bounded in time and count, stays on 127.0.0.1 and is stopped at th
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import json
 import logging
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import loadgen
 from driftline.registry import Registry
 from driftline.serving.bluegreen import BlueGreen
 from driftline.serving.probe import PredictionProbe, free_ports
@@ -61,89 +60,6 @@ def build_registry(home: Path) -> None:
         train(settings, repo.head(), days[0], days[-1], params={"num_boost_round": rounds},
               reason=f"bench, {rounds} rounds")
 
-
-
-# -- open-loop latency ---------------------------------------------------------------------
-class RawClient:
-    """A minimal HTTP/1.1 client over a pool of keep-alive asyncio connections."""
-
-    def __init__(self, port: int, body: bytes):
-        self.port = port
-        self.request = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                        f"\r\n").encode() + body
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-
-    async def post(self) -> int:
-        conn = self.idle.pop() if self.idle else await asyncio.open_connection(
-            "127.0.0.1", self.port)
-        reader, writer = conn
-        try:
-            writer.write(self.request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            status = int(lines[0].split()[1])
-            length = next((int(line.split(":", 1)[1]) for line in lines
-                           if line.lower().startswith("content-length:")), None)
-            if length is None:
-                raise ValueError("response without Content-Length")
-            await reader.readexactly(length)
-            if not any(line.lower() == "connection: close" for line in lines):
-                self.idle.append(conn)
-            else:
-                writer.close()
-            return status
-        except BaseException:
-            writer.close()
-            raise
-
-    def close(self) -> None:
-        for _, writer in self.idle:
-            writer.close()
-
-
-async def open_loop(port: int, body: bytes, rate: float, duration: float,
-                    warmup: float = 1.0) -> dict:
-    """Send at ``rate`` requests/s for ``warmup + duration`` s; latency from schedule."""
-    client = RawClient(port, body)
-    total = int(rate * (warmup + duration))
-    latencies: list[float] = []
-    errors: list[str] = []
-    tasks = []
-    loop = asyncio.get_running_loop()
-    start = loop.time() + 0.05
-
-    async def one(i: int, scheduled: float) -> None:
-        try:
-            status = await asyncio.wait_for(client.post(), timeout=10)
-            ok = status == 200
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
-            ok, status = False, repr(exc)
-        if i >= rate * warmup:
-            if ok:
-                latencies.append(loop.time() - scheduled)
-            else:
-                errors.append(str(status))
-
-    for i in range(total):
-        scheduled = start + i / rate
-        delay = scheduled - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i, scheduled)))
-    await asyncio.gather(*tasks)
-    elapsed = loop.time() - start - warmup
-    client.close()
-    latencies.sort()
-
-    def pct(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1e3
-
-    return {"rate": rate, "sent": len(latencies) + len(errors), "ok": len(latencies),
-            "errors": len(errors), "achieved_rps": round(len(latencies) / elapsed, 1),
-            "p50_ms": round(pct(0.50), 2), "p90_ms": round(pct(0.90), 2),
-            "p99_ms": round(pct(0.99), 2), "max_ms": round(latencies[-1] * 1e3, 2),
-            "mean_ms": round(statistics.fmean(latencies) * 1e3, 2)}
 
 
 # -- switching under load ------------------------------------------------------------------
@@ -219,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = [("router", router_port, rate) for rate in rates]
         runs.append(("direct_to_slot", blue_port, max(rates)))
         for name, port, rate in runs:
-            figures = asyncio.run(open_loop(port, body.encode(), rate, args.duration))
+            figures = loadgen.run(port, body.encode(), rate, args.duration)
             results[f"latency_{name}_{rate:g}rps"] = figures
             print(f"single-row latency, {name} (open loop {rate:g} req/s, "
                   f"{args.duration:g}s): {figures}")

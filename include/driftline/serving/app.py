@@ -16,8 +16,10 @@ Endpoints: ``GET /health`` (the process is up), ``GET /ready`` (model loaded and
 """
 
 import argparse
+import asyncio
 import logging
 import os
+import signal
 import socket
 import sys
 from contextlib import asynccontextmanager
@@ -71,6 +73,15 @@ class ModelServer:
         self.prediction_log = prediction_log
         self.identity = identity
         self._encode = msgspec.json.Encoder().encode
+        self.connections = None  # set by main(): the uvicorn server's open connections
+
+    def drain(self) -> None:
+        """Close idle keep-alive connections and end busy ones after their response: the
+        router has switched away from this slot (sent ``SIGUSR1``)."""
+        connections = list(self.connections()) if self.connections else []
+        for connection in connections:
+            connection.shutdown()
+        log.info("draining: closed or closing %d connections", len(connections))
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["path"] == "/predict":
@@ -79,8 +90,10 @@ class ModelServer:
             await self.api(scope, receive, send)
 
     async def _respond(self, send, status: int, body: dict) -> None:
-        await send({"type": "http.response.start", "status": status, "headers": JSON_HEADERS})
-        await send({"type": "http.response.body", "body": self._encode(body)})
+        payload = self._encode(body)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*JSON_HEADERS, (b"content-length", b"%d" % len(payload))]})
+        await send({"type": "http.response.body", "body": payload})
 
     async def predict(self, scope, receive, send) -> None:
         if scope["method"] != "POST":
@@ -134,6 +147,10 @@ def create_app(model_version: ModelVersion, slot: str, settings: Settings,
     async def lifespan(app: FastAPI):
         log.info("serving %s %s in slot %s (pid %d)", model_version.name,
                  model_version.version, slot, os.getpid())
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, server.drain)
+        except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
+            log.debug("no SIGUSR1 drain handler outside the main thread")
         yield
         batcher.close()
         prediction_log.close()
@@ -165,8 +182,9 @@ def create_app(model_version: ModelVersion, slot: str, settings: Settings,
         return JSONResponse({**identity, "sha256": model.sha256,
                              "data_version": model.version.data_version, "pid": os.getpid()})
 
-    return ModelServer(api, RequestDecoder(settings.serving.max_batch_rows), batcher,
-                       prediction_log, identity)
+    server = ModelServer(api, RequestDecoder(settings.serving.max_batch_rows), batcher,
+                         prediction_log, identity)
+    return server
 
 
 def bind_tcp(host: str, port: int) -> socket.socket:
@@ -240,8 +258,11 @@ def main(argv: list[str] | None = None) -> int:
 
     config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="on",
                             access_log=False, log_level="info", timeout_graceful_shutdown=10)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until the app's drain handler is in place
+    server = uvicorn.Server(config)
+    app.connections = lambda: server.server_state.connections
     try:
-        uvicorn.Server(config).run(sockets=sockets)
+        server.run(sockets=sockets)
     finally:
         try:
             if os.stat(uds).st_ino == uds_inode:  # still ours, not a newer server's

@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -234,6 +235,7 @@ class BlueGreen:
                 self.router.switch(slot)
             except RouterError as exc:
                 raise DeployError(f"router: {exc}") from exc
+            self._drain(other_slot(slot))
             started = time.monotonic()
             while time.monotonic() - started < ROUTER_VERIFY_S:
                 try:
@@ -250,6 +252,15 @@ class BlueGreen:
                 time.sleep(0.05)
         raise DeployError(f"router {self.router.url} did not answer with {version} from slot "
                           f"{slot} within {ROUTER_VERIFY_S:.0f}s; last answer: {last}")
+
+    def _drain(self, slot: str) -> None:
+        """Tell ``slot``'s server (all its processes) to drop nginx's kept connections."""
+        pid = (self._read_state()["slots"].get(slot) or {}).get("pid")
+        if self._slot_running(slot, pid):
+            try:
+                os.killpg(pid, signal.SIGUSR1)  # started in its own session: pgid == pid
+            except OSError as exc:
+                log.warning("could not tell slot %s (pid %d) to drain: %s", slot, pid, exc)
 
     def _record(self, state: dict, action: str, from_slot: str | None, to_slot: str,
                 version: str, previous_version: str | None, reason: str,

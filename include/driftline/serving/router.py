@@ -1,11 +1,18 @@
 """nginx as the router: one loopback port in front of whichever slot is live.
 
 nginx proxies every request to ``unix:<serving_dir>/run/live.sock``, a symlink to
-``blue.sock`` or ``green.sock``. There is no upstream keepalive, so nginx opens a new
-upstream connection per request and the kernel resolves the symlink at each ``connect()``.
-Switching traffic is therefore one atomic ``rename(2)`` of the symlink: no nginx reload, and
-client keep-alive connections to nginx stay open across the switch. Requests already sent
-to the old slot finish there (the old slot keeps running).
+``blue.sock`` or ``green.sock``; the kernel resolves the symlink at each ``connect()``.
+Switching traffic is one atomic ``rename(2)`` of the symlink: no nginx reload, so client
+keep-alive connections to nginx stay open across the switch.
+
+nginx keeps up to 64 idle upstream connections (a fresh connection per request costs the
+Python server more than the prediction). Those lead to the old slot after a switch, so the
+switch then tells the old slot to drain (``SIGUSR1``): it closes its idle connections and
+ends each busy one after its response. A request that nginx sends on a kept connection at
+the moment the old slot closes it is retried once on a fresh connection, which goes to the
+new slot (``proxy_next_upstream error non_idempotent``: safe here, since a prediction has no
+side effect but its log line). Requests already sent to the old slot finish there (the old
+slot keeps running).
 
 nginx runs as a daemon with its own prefix under ``serving_dir/nginx/`` (config, pid, logs,
 temp paths), so it outlives the process that started it. A new config is checked with
@@ -93,14 +100,22 @@ http {{
     keepalive_requests 100000;
     server_tokens off;
 
+    upstream live_slot {{
+        server unix:{self.live_link} max_fails=0;
+        keepalive 64;
+        keepalive_timeout 30s;
+    }}
+
     server {{
         listen {serving.host}:{serving.router_port};
 
         location / {{
-            # No upstream keepalive: each request connects anew through the symlink.
-            proxy_pass http://unix:{self.live_link}:;
+            proxy_pass http://live_slot;
             proxy_http_version 1.1;
-            proxy_set_header Connection close;
+            proxy_set_header Connection "";
+            # a kept connection closed by a draining old slot: retry once, on a new one
+            proxy_next_upstream error non_idempotent;
+            proxy_next_upstream_tries 2;
             proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $remote_addr;
             proxy_connect_timeout 2s;

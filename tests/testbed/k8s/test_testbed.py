@@ -254,3 +254,99 @@ def test_taints_and_node_selector_are_checked_against_the_live_node(kube_testbed
     finally:
         unlabel = {"metadata": {"labels": dict.fromkeys(label)}, "spec": {"taints": None}}
         api.patch_node(kube_testbed.node_name, unlabel)
+
+
+# --------------------------------------------------------------------------------------------
+# kube-controller-manager: Deployments, ReplicaSets, Endpoints; readiness probes; restarts
+# --------------------------------------------------------------------------------------------
+
+
+def test_deployment_gets_ready_pods_endpoints_and_a_service_proxy(kube_testbed):
+    """The real Deployment, ReplicaSet and Endpoints controllers, a readiness probe that
+    gates Ready, and the apiserver's service proxy reaching the pod."""
+    from driftline.serving.probe import free_ports
+
+    api_client = kube_testbed.api_client()
+    api, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+    ns = new_namespace(api, "deploy")
+    [port] = free_ports(1)
+    labels = {"app": "web"}
+    # serves only after 1.5 s: Ready must wait for the probe, not for the process
+    code = (
+        "import http.server, time; time.sleep(1.5); "
+        f"http.server.test(http.server.SimpleHTTPRequestHandler, port={port}, bind='0.0.0.0')"
+    )
+    probe = client.V1Probe(http_get=client.V1HTTPGetAction(path="/", port="http"), period_seconds=1)
+    container = client.V1Container(
+        name="web",
+        image="python:3.11-slim",
+        command=["python", "-c", code],
+        ports=[client.V1ContainerPort(name="http", container_port=port)],
+        readiness_probe=probe,
+    )
+    deployment = client.V1Deployment(
+        metadata=client.V1ObjectMeta(name="web"),
+        spec=client.V1DeploymentSpec(
+            replicas=1,
+            selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels),
+                spec=client.V1PodSpec(containers=[container]),
+            ),
+        ),
+    )
+    service = client.V1Service(
+        metadata=client.V1ObjectMeta(name="web"),
+        spec=client.V1ServiceSpec(
+            selector=labels, ports=[client.V1ServicePort(name="http", port=80, target_port="http")]
+        ),
+    )
+    apps.create_namespaced_deployment(ns, deployment)
+    api.create_namespaced_service(ns, service)
+
+    def running_not_ready():
+        pods = api.list_namespaced_pod(ns, label_selector="app=web").items
+        return next((p for p in pods if p.status.phase == "Running"), None)
+
+    pod = wait_for(running_not_ready, "the ReplicaSet's pod to run")
+    assert pod.metadata.owner_references[0].kind == "ReplicaSet"
+    assert pod.status.pod_ip == kube_testbed.pod_ip
+
+    def rolled_out():
+        dep = apps.read_namespaced_deployment("web", ns)
+        return dep if (dep.status.ready_replicas or 0) == 1 else None
+
+    wait_for(rolled_out, "the Deployment to be ready", timeout=30)
+    ready = {
+        c.type: c.status for c in api.read_namespaced_pod(pod.metadata.name, ns).status.conditions
+    }
+    assert ready["Ready"] == "True"
+    endpoints = api.read_namespaced_endpoints("web", ns)
+    assert [a.ip for a in endpoints.subsets[0].addresses] == [kube_testbed.pod_ip]
+    response = api.connect_get_namespaced_service_proxy_with_path(
+        "web:http", ns, "", _preload_content=False
+    )
+    assert response.status == 200 and b"Directory listing" in response.data
+
+    apps.delete_namespaced_deployment("web", ns, propagation_policy="Foreground")
+    wait_for(lambda: not api.list_namespaced_pod(ns).items, "the GC to delete the pod")
+
+
+def test_crashing_container_is_restarted_with_backoff(kube_testbed):
+    api = kube_testbed.api()
+    ns = new_namespace(api, "tb")
+    pod = python_pod("crasher", "import sys; print('crash', flush=True); sys.exit(4)")
+    pod.spec.restart_policy = "Always"
+    api.create_namespaced_pod(ns, pod)
+
+    def backing_off():
+        statuses = api.read_namespaced_pod("crasher", ns).status.container_statuses or []
+        waiting = statuses[0].state.waiting if statuses else None
+        return statuses[0] if waiting and waiting.reason == "CrashLoopBackOff" else None
+
+    status = wait_for(backing_off, "CrashLoopBackOff")
+    assert status.restart_count == 1 and status.ready is False
+    assert status.last_state.terminated.exit_code == 4
+    assert api.read_namespaced_pod("crasher", ns).status.phase == "Running"
+    api.delete_namespaced_pod("crasher", ns)
+    wait_for(lambda: pod_gone(api, ns, "crasher"), "pod deletion", timeout=15)
