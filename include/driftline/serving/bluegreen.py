@@ -25,6 +25,7 @@ import time
 import httpx
 from filelock import FileLock
 
+from driftline.features import INPUT_COLUMNS
 from driftline.registry import ArtifactIntegrityError, ModelVersion, Registry
 from driftline.serving.paths import (
     SLOTS,
@@ -36,7 +37,13 @@ from driftline.serving.paths import (
 )
 from driftline.serving.processes import adopt, process_alive, process_cmdline, stop_process
 from driftline.serving.router import Router, RouterError
-from driftline.serving.verify import DeployError, smoke_check
+from driftline.serving.verify import (
+    VERIFY_HEADER,
+    DeployError,
+    recent_served_rows,
+    shadow_compare,
+    smoke_check,
+)
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -200,21 +207,67 @@ class BlueGreen:
         raise DeployError(f"slot {slot}: {version} failed to start: {why}. Server log "
                           f"({slot_log(self.settings, slot)}), last lines:\n{tail}")
 
-    def _predictor(self, slot: str):
-        """A ``predict`` callable for :mod:`~driftline.serving.verify` on ``slot``'s port."""
-        url = f"{slot_url(self.settings, slot)}/predict"
+    def _predictor(self, slot: str | None):
+        """A ``predict`` callable for :mod:`~driftline.serving.verify`: ``slot``'s own port,
+        or the router for None. Its requests are marked so servers do not log them as
+        served traffic."""
+        base = slot_url(self.settings, slot) if slot else self.router.url
+        where = f"slot {slot}" if slot else "router"
 
         def predict(rows: list[dict]) -> dict:
             try:
-                response = httpx.post(url, json={"rows": rows}, timeout=30.0)
+                response = httpx.post(f"{base}/predict", json={"rows": rows}, timeout=30.0,
+                                      headers={VERIFY_HEADER: "1"})
             except httpx.HTTPError as exc:
-                raise DeployError(f"slot {slot}: predict request failed: {exc}") from exc
+                raise DeployError(f"{where}: predict request failed: {exc!r}") from exc
             if response.status_code != 200:
-                raise DeployError(f"slot {slot}: predict request answered "
+                raise DeployError(f"{where}: predict request answered "
                                   f"{response.status_code}: {response.text[:500]}")
             return response.json()
 
         return predict
+
+    def _shadow(self, target: str, live: str | None) -> dict | None:
+        """Compare ``target`` with the running ``live`` slot on recent served rows.
+
+        :raises DeployError: they disagree on more than the configured share.
+        """
+        serving = self.settings.serving
+        if not live:
+            log.info("shadow comparison skipped: no live slot to compare with")
+            return None
+        rows = recent_served_rows(self.dir, serving.shadow_rows, INPUT_COLUMNS)
+        if not rows:
+            log.info("shadow comparison skipped: nothing served yet")
+            return None
+        return shadow_compare(self._predictor(target), self._predictor(live), rows,
+                              serving.shadow_max_disagreement, f"slot {target}")
+
+    def _watch(self, slot: str, model_version: ModelVersion) -> str | None:
+        """Check through the router for ``post_switch_watch_s`` that ``slot`` stays ready
+        with ``model_version`` and keeps its smoke predictions.
+
+        :return: the first failure, or None.
+        """
+        watch_s = self.settings.serving.post_switch_watch_s
+        deadline = time.monotonic() + watch_s
+        checks = 0
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                try:
+                    body = client.get(f"{self.router.url}/ready").json()
+                    if not body.get("ready") or body.get("model_version") != (
+                            model_version.version) or body.get("slot") != slot:
+                        return f"router /ready answered {body}"
+                    smoke_check(self._predictor(None), model_version, "router")
+                except (httpx.HTTPError, ValueError, DeployError) as exc:
+                    return f"{type(exc).__name__}: {exc}"
+                checks += 1
+                if time.monotonic() >= deadline:
+                    log.info("post-switch watch passed: %d checks over %.1fs through the router",
+                             checks, watch_s)
+                    return None
+                time.sleep(0.2)
 
     def _smoke_test(self, slot: str, model_version: ModelVersion) -> None:
         """:func:`~driftline.serving.verify.smoke_check` on ``slot``'s own port."""
@@ -264,10 +317,11 @@ class BlueGreen:
 
     def _record(self, state: dict, action: str, from_slot: str | None, to_slot: str,
                 version: str, previous_version: str | None, reason: str,
-                switched_at: float, verified_s: float) -> dict:
+                switched_at: float, verified_s: float, **extra) -> dict:
         record = {"at": _now(), "action": action, "from_slot": from_slot, "to_slot": to_slot,
                   "version": version, "previous_version": previous_version, "reason": reason,
-                  "switched_at": round(switched_at, 6), "router_verified_s": round(verified_s, 4)}
+                  "switched_at": round(switched_at, 6), "router_verified_s": round(verified_s, 4),
+                  **extra}
         state["live"] = to_slot
         state["history"].append(record)
         self._write_state(state)
@@ -316,6 +370,7 @@ class BlueGreen:
             try:
                 self._wait_ready(target, version, process, offset)
                 self._smoke_test(target, model_version)
+                shadow = self._shadow(target, live)
                 switched_at, verified_s = self._switch(target, version)
             except BaseException as exc:  # also a killed task: leave the live slot as it was
                 self._abandon(state, target, live)
@@ -324,13 +379,40 @@ class BlueGreen:
                                       f"{exc!r}") from exc
                 raise
             record = self._record(state, "deploy", live, target, version,
-                                  live_entry.get("version"), reason, switched_at, verified_s)
+                                  live_entry.get("version"), reason, switched_at, verified_s,
+                                  shadow=shadow)
+            failure = self._watch(target, model_version)
+            if failure:
+                self._auto_rollback(state, target, version, live, live_entry, failure)
             if live:
                 log.info("switched live traffic from %s (%s) to %s (%s); %s keeps running "
                          "for rollback", live, live_entry.get("version"), target, version, live)
             else:
                 log.info("live traffic now goes to %s (%s)", target, version)
             return {**self.status(), "changed": True, "switch": record}
+
+    def _auto_rollback(self, state: dict, target: str, version: str, live: str | None,
+                       live_entry: dict, failure: str) -> None:
+        """The post-switch watch failed: switch back to ``live`` at once, stop ``target``.
+
+        :raises DeployError: always, saying what failed and what serves now.
+        """
+        previous = live_entry.get("version")
+        if not live or not self._slot_running(live, live_entry.get("pid")):
+            raise DeployError(f"{version} in slot {target} failed its post-switch check "
+                              f"({failure}) and there is no previous slot to roll back to")
+        log.error("post-switch check of %s failed: %s; rolling back to %s (%s)", version,
+                  failure, live, previous)
+        switched_at = time.time()
+        self.router.switch(live)
+        self._drain(target)
+        self._record(state, "auto-rollback", target, live, previous, version,
+                     f"post-switch check of {version} failed: {failure}", switched_at, 0.0)
+        self._stop_slot(state, target)
+        self._write_state(state)
+        raise DeployError(f"{version} failed its post-switch check through the router "
+                          f"({failure}); rolled back automatically to {previous} in slot "
+                          f"{live}")
 
     def _abandon(self, state: dict, target: str, live: str | None) -> None:
         """After a failed deploy: point the router back at ``live``, stop the candidate."""

@@ -58,6 +58,7 @@ def stop_process(pid: int, grace_s: float = 15.0) -> bool:
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
+            os.kill(pid, signal.SIGCONT)  # a stopped (hung) process must run to handle it
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if not process_alive(pid):

@@ -23,6 +23,8 @@ from driftline.serving.paths import predictions_dir
 log = logging.getLogger(__name__)
 
 SMOKE_TOLERANCE = 1e-6
+VERIFY_HEADER = "x-driftline-verify"
+"""Header on verification requests (smoke, shadow, watch): servers do not log them."""
 Predict = Callable[[list[dict]], dict]
 
 

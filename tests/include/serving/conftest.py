@@ -50,7 +50,8 @@ def settings(model_home: Path) -> Iterator[Settings]:
     router, blue, green = free_ports(3)
     yield Settings(home=home, serving=ServingSettings(router_port=router, blue_port=blue,
                                                      green_port=green, max_batch_rows=500,
-                                                     start_timeout_s=45.0))
+                                                     start_timeout_s=45.0,
+                                                     post_switch_watch_s=1.0))
     shutil.rmtree(home, ignore_errors=True)
 
 

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from driftline.features import INPUT_COLUMNS, FeatureSchema
 from driftline.serving.bluegreen import BlueGreen, DeployError
 from driftline.serving.probe import PredictionProbe
 from driftline.serving.router import NGINX, Router, RouterError
+from driftline.training import predict_proba
 
 pytestmark = pytest.mark.skipif(not Path(NGINX).exists(),
                                 reason=f"nginx is not installed at {NGINX}")
@@ -234,3 +239,113 @@ def test_switch_under_load_loses_no_request(bluegreen, settings, registry):
         assert after_deploy and set(after_deploy) == {"v0002"}
         assert after_rollback and set(after_rollback) == {"v0001"}
     assert deployed["switch"]["switched_at"] < deployed_at
+
+
+def _when(condition, then, timeout: float = 30.0) -> threading.Thread:
+    """Run ``then()`` on a thread as soon as ``condition()`` holds (polled every 5 ms)."""
+
+    def run():
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                then()
+                return
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _slot_pid(bluegreen, slot: str) -> int | None:
+    return bluegreen.status()["slots"][slot]["pid"]
+
+
+def test_slot_dying_after_the_switch_is_rolled_back_automatically(bluegreen, settings,
+                                                                  registry):
+    v1, v2 = registry.get("v0001"), registry.get("v0002")
+    bluegreen.deploy(v1, "first")
+    killer = _when(lambda: bluegreen.router.live_slot() == "green",
+                   lambda: os.kill(_slot_pid(bluegreen, "green"), signal.SIGKILL))
+    with pytest.raises(DeployError, match=r"v0002 failed its post-switch check through the "
+                                          r"router .* rolled back automatically to v0001"):
+        bluegreen.deploy(v2, "dies right after the switch")
+    killer.join()
+    status = bluegreen.status()
+    assert status["live"] == "blue" and status["router"]["points_to"] == "blue"
+    assert not status["slots"]["green"]["running"]
+    deploy, auto = status["history"][-2:]
+    assert deploy["action"] == "deploy" and deploy["version"] == "v0002"
+    assert auto["action"] == "auto-rollback" and auto["to_slot"] == "blue"
+    assert auto["version"] == "v0001" and "post-switch check of v0002 failed" in auto["reason"]
+    assert_serves_smoke(settings, v1)
+
+
+def test_candidate_hanging_on_health_is_refused_while_live_serves(bluegreen, settings,
+                                                                  registry):
+    v1 = registry.get("v0001")
+    bluegreen.deploy(v1, "first")
+    probe = PredictionProbe(settings.serving.router_port,
+                            json.dumps({"rows": [v1.metadata["smoke"]["rows"][0]]}),
+                            keep_alive=True, interval_s=0.01)
+    probe.start()
+    hanging = dataclasses.replace(settings, serving=dataclasses.replace(
+        settings.serving, start_timeout_s=8.0))
+    freezer = _when(lambda: (_slot_pid(bluegreen, "green") or 0) > 0,
+                    lambda: os.kill(_slot_pid(bluegreen, "green"), signal.SIGSTOP))
+    with pytest.raises(DeployError, match=r"slot green: v0002 failed to start: it was not "
+                                          r"ready after 8s"):
+        BlueGreen(hanging).deploy(registry.get("v0002"), "hangs")
+    freezer.join()
+    probe.stop.set()
+    probe.join(15)
+    outcomes = [o for _, _, o, _ in probe.results]
+    assert outcomes and set(outcomes) == {"v0001"}  # every request answered by the live slot
+    status = bluegreen.status()
+    assert status["live"] == "blue" and not status["slots"]["green"]["running"]
+
+
+def _serve_through_router(settings, rows: list[dict]) -> None:
+    """Send ``rows`` as real traffic and wait until the prediction log holds them."""
+    assert router_predict(settings, rows).status_code == 200
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        logged = sum(len(p.read_text().splitlines())
+                     for p in settings.serving_dir.glob("predictions/*/*.jsonl"))
+        if logged >= len(rows):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"only {logged} of {len(rows)} served rows were logged")
+
+
+def test_shadow_comparison_on_served_rows_gates_the_switch(bluegreen, settings, registry):
+    v1, v2 = registry.get("v0001"), registry.get("v0002")
+    holdout = v1.holdout()
+    schema = FeatureSchema.from_dict(v1.metadata["feature_schema"])
+    p1 = predict_proba(v1.load_booster(), holdout, schema)
+    p2 = predict_proba(v2.load_booster(), holdout, schema)
+    differ = np.flatnonzero((p1 >= 0.5) != (p2 >= 0.5))
+    same = np.flatnonzero((p1 >= 0.5) == (p2 >= 0.5))
+    assert differ.size >= 2, "v1 and v2 must disagree somewhere for this test"
+    picked = np.concatenate([differ[:2], same[:18]])  # 2 of 20 rows disagree: 10%
+    rows = json.loads(holdout.iloc[picked][INPUT_COLUMNS].to_json(orient="records"))
+    bluegreen.deploy(v1, "first")
+    _serve_through_router(settings, rows)
+
+    strict = dataclasses.replace(settings, serving=dataclasses.replace(
+        settings.serving, shadow_max_disagreement=0.05))
+    with pytest.raises(DeployError, match=r"shadow comparison failed: .* differs from the live "
+                                          r"slot's on 2 of 20 recent served rows \(10.00% > "
+                                          r"5.00% allowed, over by 5.00%\)"):
+        BlueGreen(strict).deploy(v2, "disagrees too much")
+    assert bluegreen.status()["live"] == "blue"
+    assert router_get(settings, "/version")["model_version"] == "v0001"
+
+    lenient = dataclasses.replace(settings, serving=dataclasses.replace(
+        settings.serving, shadow_max_disagreement=0.15))
+    switch = BlueGreen(lenient).deploy(v2, "within the limit")["switch"]
+    assert switch["shadow"]["rows"] == 20 and switch["shadow"]["disagreement"] == 0.1
+    # smoke, shadow and watch requests are not logged as served traffic
+    logged = sum(len(p.read_text().splitlines())
+                 for p in settings.serving_dir.glob("predictions/*/*.jsonl"))
+    assert logged == len(rows)
