@@ -45,7 +45,13 @@ from kubernetes.client.rest import ApiException
 from driftline.features import INPUT_COLUMNS
 from driftline.registry import ArtifactIntegrityError, ModelVersion
 from driftline.serving.paths import SLOTS, other_slot, predictions_dir, slot_port
-from driftline.serving.verify import DeployError, recent_served_rows, shadow_compare, smoke_check
+from driftline.serving.verify import (
+    VERIFY_HEADER,
+    DeployError,
+    recent_served_rows,
+    shadow_compare,
+    smoke_check,
+)
 from driftline.settings import KubernetesServingSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -440,10 +446,13 @@ class KubernetesBlueGreen:
             if why:
                 raise DeployError(f"slot {slot}: {version} failed to start: {why}\n"
                                   f"{self._diagnosis(dep, pods)}")
-            note = (dep.status.ready_replicas or 0, len(pods))
+            ready = sum(any(c.type == "Ready" and c.status == "True"
+                            for c in p.status.conditions or []) for p in pods)
+            note = (ready, len(pods))
             if note != last_note:
-                log.info("waiting for %s/%s: %d/%d ready, %d pods (%.1fs)", self.ns, name,
-                         note[0], dep.spec.replicas, note[1], time.monotonic() - started)
+                log.info("waiting for %s/%s: %d of %d pods of %s ready, %d wanted (%.1fs)",
+                         self.ns, name, ready, len(pods), version, dep.spec.replicas,
+                         time.monotonic() - started)
                 last_note = note
             time.sleep(POLL_S)
 
@@ -457,7 +466,9 @@ class KubernetesBlueGreen:
                 state = cs.state.to_dict() if cs.state else {}
                 kind = next((k for k, v in state.items() if v), "unknown")
                 states.append(f"{cs.name}={kind} restarts={cs.restart_count}")
-            lines.append(f"pod {pod.metadata.name}: {pod.status.phase}, {', '.join(states)}")
+            states += [f"{c.type}=False: {c.message}" for c in pod.status.conditions or []
+                       if c.status == "False" and c.message]
+            lines.append(f"pod {pod.metadata.name}: {pod.status.phase}; {'; '.join(states)}")
         objects = [dep.metadata.name] + [p.metadata.name for p in pods]
         try:
             owned = self.apps.list_namespaced_replica_set(
@@ -500,7 +511,8 @@ class KubernetesBlueGreen:
     def _proxy(self, service: str, method: str, path: str, body: dict | None = None,
                timeout: float = PROXY_TIMEOUT_S) -> tuple[int, dict]:
         """``method`` ``path`` on ``service``'s ``http`` port via the apiserver's service
-        proxy; the status code and the JSON body.
+        proxy; the status code and the JSON body. Marked as verification traffic
+        (:data:`~driftline.serving.verify.VERIFY_HEADER`): the servers do not log it.
 
         ``CoreV1Api.connect_post_namespaced_service_proxy_with_path`` takes no request body,
         so this calls the same endpoint through :meth:`ApiClient.call_api`.
@@ -510,8 +522,9 @@ class KubernetesBlueGreen:
             response = self.api_client.call_api(
                 resource, method, body=body, auth_settings=["BearerToken"],
                 header_params={"Content-Type": "application/json",
-                               "Accept": "application/json"},
-                _preload_content=False, _request_timeout=timeout)[0]
+                               "Accept": "application/json", VERIFY_HEADER: "1"},
+                _preload_content=False, _return_http_data_only=True,
+                _request_timeout=timeout)
             status, raw = response.status, response.data
         except ApiException as exc:
             status, raw = exc.status, exc.body or b""
@@ -674,19 +687,18 @@ class KubernetesBlueGreen:
                 switched = True
                 switched_at, verified_s = self._switch(target, version)
             except BaseException as exc:  # also a killed task: the live slot stays live
-                self._abandon(state, target, live, version, switched)
+                self._abandon(state, target, live, version, switched, exc)
                 if isinstance(exc, Exception) and not isinstance(exc, DeployError):
                     raise DeployError(f"slot {target}: deploying {version} failed: "
                                       f"{exc!r}") from exc
                 raise
             record = self._record(state, "deploy", live, target, version, live_version, reason,
                                   switched_at, verified_s, rollout_s=round(rollout_s, 2),
-                                  checks=checks)
+                                  **checks)
             try:
                 self._watch(target, model_version)
             except DeployError as exc:
                 self._auto_rollback(state, target, live, version, live_version, exc)
-                raise
             log.info("deployed %s to slot %s in %.1fs; %s", version, target,
                      time.monotonic() - t0,
                      f"slot {live} keeps {live_version} for rollback" if live else "first deploy")
@@ -695,9 +707,10 @@ class KubernetesBlueGreen:
     def _check_candidate(self, target: str, model_version: ModelVersion,
                          live: str | None) -> dict:
         """Smoke check, then shadow comparison with the live slot, through the slot
-        Services."""
+        Services; ``smoke_rows`` and ``shadow`` (None when skipped) for the record."""
         candidate = self._predictor(slot_service_name(self.cfg, target))
-        checks: dict = {"smoke_rows": smoke_check(candidate, model_version, f"slot {target}")}
+        checks: dict = {"smoke_rows": smoke_check(candidate, model_version, f"slot {target}"),
+                        "shadow": None}
         serving = self.settings.serving
         rows = recent_served_rows(self.settings.serving_dir, serving.shadow_rows, INPUT_COLUMNS)
         if not live:
@@ -713,10 +726,11 @@ class KubernetesBlueGreen:
         return checks
 
     def _abandon(self, state: dict, target: str, live: str | None, version: str,
-                 switched: bool) -> None:
+                 switched: bool, error: BaseException) -> None:
         """After a failed deploy: the live Service back on ``live``, the candidate at 0."""
-        log.error("deploying %s to slot %s failed; scaling it down, %s stays live", version,
-                  target, live)
+        log.error("deploying %s to slot %s failed (%s); scaling it down, %s", version, target,
+                  str(error).splitlines()[0] if str(error) else repr(error),
+                  f"slot {live} stays live" if live else "nothing is live")
         if switched and live:
             try:
                 self.core.patch_namespaced_service(self.cfg.service, self.ns, switch_patch(live))
@@ -733,20 +747,28 @@ class KubernetesBlueGreen:
 
     def _auto_rollback(self, state: dict, target: str, live: str | None, version: str,
                        live_version: str | None, error: DeployError) -> None:
-        """A post-switch check failed: switch back to ``live`` and record it."""
+        """A post-switch check failed: switch back to ``live``, record it, scale ``target``
+        down.
+
+        :raises DeployError: always, saying what failed and what serves now.
+        """
         if not live:
-            log.error("post-switch check of %s failed and no slot was live before: slot %s "
-                      "stays live", version, target)
-            return
-        log.error("post-switch check of %s in slot %s failed; switching back to %s (%s)",
-                  version, target, live, live_version)
+            raise DeployError(f"{version} in slot {target} failed its post-switch check "
+                              f"({error}) and there is no previous slot to roll back to; "
+                              f"slot {target} stays live") from error
+        log.error("post-switch check of %s in slot %s failed: %s; switching back to %s (%s)",
+                  version, target, error, live, live_version)
         switched_at, verified_s = self._switch(live, live_version)
         self._record(state, "auto-rollback", target, live, live_version, version,
-                     f"post-switch check failed: {error}", switched_at, verified_s)
+                     f"post-switch check of {version} failed: {error}", switched_at,
+                     verified_s)
         self._scale_down(target)
         state["slots"][target] = {"version": None, "failed_version": version,
                                   "failed_at": _now()}
         self._write_state(state)
+        raise DeployError(f"{version} failed its post-switch check through the live Service "
+                          f"({error}); rolled back automatically to {live_version} in slot "
+                          f"{live}") from error
 
     def rollback(self, reason: str) -> dict:
         """Switch back to the other slot, which still runs the previous version.

@@ -70,6 +70,16 @@ class Cluster:
             f"{SERVICE}:http", self.ns, "version", _preload_content=False)
         return json.loads(response.data)
 
+    def serve(self, rows: list[dict]) -> list[dict]:
+        """``POST /predict`` through the live Service as a client (logged as traffic)."""
+        response = self.api_client.call_api(
+            f"/api/v1/namespaces/{self.ns}/services/{SERVICE}:http/proxy/predict", "POST",
+            body={"rows": rows}, auth_settings=["BearerToken"],
+            header_params={"Content-Type": "application/json"}, _preload_content=False,
+            _return_http_data_only=True)
+        assert len(json.loads(response.data)["predictions"]) == len(rows)
+        return rows
+
     def snapshot(self) -> dict:
         """Every object in the namespace with its resourceVersion."""
         lists = {"deployment": self.apps.list_namespaced_deployment,
@@ -119,8 +129,10 @@ def test_deploy_switch_redeploy_and_rollback(cluster):
     assert cluster.selector() == {"app.kubernetes.io/name": SERVICE, LABEL_SLOT: "blue"}
     assert cluster.live_version()["model_version"] == "v0001"
     assert first["slots"]["blue"]["ready"] and first["slots"]["blue"]["version"] == "v0001"
-    assert first["switch"]["checks"]["smoke_rows"] > 0
-    assert "shadow" not in first["switch"]["checks"]  # nothing was live to compare with
+    assert first["switch"]["smoke_rows"] > 0
+    assert first["switch"]["shadow"] is None  # nothing was live to compare with
+    client_rows = cluster.version("v0001").metadata["smoke"]["rows"]
+    served = cluster.serve(client_rows)  # a client's request: logged as served traffic
 
     before = cluster.snapshot()
     again = backend.deploy(cluster.version("v0001"), "same again")
@@ -139,7 +151,8 @@ def test_deploy_switch_redeploy_and_rollback(cluster):
     switch = second["switch"]
     assert (switch["from_slot"], switch["to_slot"]) == ("blue", "green")
     assert (switch["version"], switch["previous_version"]) == ("v0002", "v0001")
-    assert switch["checks"]["shadow"]["rows"] > 0  # the smoke rows blue logged as served
+    # replayed: what clients sent; the deployer's own checks are not logged as traffic
+    assert switch["shadow"]["rows"] == len(served)
     blue = cluster.deployment("blue")  # kept, ready, for a rollback
     assert blue.metadata.labels[LABEL_VERSION] == "v0001"
     assert blue.spec.replicas == 1 and blue.status.ready_replicas == 1
@@ -232,3 +245,55 @@ def test_candidate_never_scheduled_times_out_with_events(cluster):
     assert cluster.deployment(candidate).spec.replicas == 0
     assert cluster.selector() == selector
     assert cluster.live_version()["slot"] == live
+
+
+def test_candidate_that_dies_after_the_switch_is_rolled_back_automatically(cluster):
+    """Failure injection: right after the live Service is switched to the candidate, its
+    pods are deleted. The post-switch watch must notice and switch back on its own."""
+    _live_blue(cluster)
+    live = cluster.state()["live"]
+    candidate = "green" if live == "blue" else "blue"
+    backend = KubernetesBlueGreen(dataclasses.replace(cluster.settings, serving=dataclasses.replace(
+        cluster.settings.serving, post_switch_watch_s=5.0)), api_client=cluster.api_client)
+    switch = backend._switch
+
+    def switch_then_kill(slot, version):
+        result = switch(slot, version)
+        if slot == candidate:
+            cluster.core.delete_collection_namespaced_pod(
+                cluster.ns, label_selector=f"{LABEL_SLOT}={candidate}", grace_period_seconds=0)
+        return result
+
+    backend._switch = switch_then_kill
+    with pytest.raises(DeployError, match=r"live Service dl \(slot \w+\): /ready answered "
+                                          r"503.*rolled back automatically to v0001"):
+        backend.deploy(cluster.version("v0002"), "dies after the switch")
+    assert cluster.selector()[LABEL_SLOT] == live
+    assert cluster.live_version()["slot"] == live
+    state = cluster.state()
+    assert state["live"] == live and state["lock"] is None
+    deploy, auto = state["history"][-2:]
+    assert (deploy["action"], deploy["to_slot"], deploy["version"]) == (
+        "deploy", candidate, "v0002")
+    assert (auto["action"], auto["from_slot"], auto["to_slot"]) == (
+        "auto-rollback", candidate, live)
+    assert auto["previous_version"] == "v0002"
+    assert auto["reason"].startswith("post-switch check of v0002 failed: ")
+    assert cluster.deployment(candidate).spec.replicas == 0
+
+
+def test_a_second_deployer_is_refused_while_one_holds_the_lock(cluster):
+    first, second = cluster.backend(), cluster.backend()
+    with first._locked("deploy", "v0002"):
+        with pytest.raises(DeployError, match="in progress since"):
+            second.deploy(cluster.version("v0001"), "concurrent")
+        with pytest.raises(DeployError, match="in progress since"):
+            second.rollback("concurrent")
+    # a deployer that read the state before someone else wrote it cannot overwrite it
+    state = first._read_state()
+    with second._locked("rollback"):
+        pass
+    state["live"] = "nonsense"
+    with pytest.raises(DeployError, match="was changed by someone else"):
+        first._write_state(state)
+    assert cluster.state()["live"] != "nonsense"

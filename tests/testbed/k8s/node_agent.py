@@ -55,6 +55,7 @@ NODE_CAPACITY = {
 }
 TERMINAL_PHASES = ("Succeeded", "Failed")
 LOCAL_IP = "127.0.0.1"
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 BACKOFF_S = (10.0, 300.0)  # the kubelet's crash back-off: first delay, cap
 
 
@@ -544,6 +545,13 @@ class NodeAgent:
             if exc.status != 409:
                 raise
         self.api.patch_node_status(self.node, {"status": self.node_status()})
+        # The apiserver's TaintNodesByCondition admission taints every new Node
+        # not-ready:NoSchedule; the node lifecycle controller removes it once the node reports
+        # Ready. That controller is not run (the agent sends no heartbeats), so do it here.
+        taints = self.api.read_node(self.node).spec.taints or []
+        kept = [t for t in taints if t.key != NOT_READY_TAINT]
+        if len(kept) != len(taints):
+            self.api.patch_node(self.node, {"spec": {"taints": kept}})
         log.info("node %s registered, kubelet endpoint %s:%s", self.node, LOCAL_IP, self.port)
 
     def node_status(self) -> dict:
