@@ -17,14 +17,24 @@ Objects, all in ``[serving_kubernetes] namespace`` and named after ``service``:
   changes (a strategic-merge patch of that one key). All expose port 80 (``http``).
 * ConfigMap ``<service>-state``: the live slot, each slot's version and the switch history,
   as JSON. Every write is a ``replace`` with the ``resourceVersion`` that was read, and a
-  deploy or rollback holds a lock recorded in it, so two deployers cannot clobber each other.
+  deploy or rollback holds a lock recorded in it, so two deployers cannot clobber each other
+  (a lock left by a killed deployer expires after ``3 * start_timeout_s +
+  post_switch_watch_s + 120`` seconds).
 
 A deploy verifies the artifact's sha256 before touching the cluster, applies the idle slot's
 Deployment and Service, waits for the rollout, runs the smoke check and the shadow
 comparison (:mod:`driftline.serving.verify`) through the apiserver's service proxy, switches
 the live Service, confirms that it answers with the new version, watches it for
-``post_switch_watch_s`` and switches back on its own if a check fails. A failure before the
-switch scales the candidate to zero and leaves the live Service as it was.
+``post_switch_watch_s`` and switches back on its own if a check fails (an ``auto-rollback``
+record). A failure before the switch scales the candidate to zero and leaves the live Service
+as it was; the error names the pods' state, recent events and the server's last log lines.
+Checks are sent with :data:`~driftline.serving.verify.VERIFY_HEADER`, so the pods do not log
+them as served traffic.
+
+The client comes from ``in_cluster`` (the pod's service account) or ``config_file`` /
+``cluster_context``. It needs, in ``namespace``: Deployments (get, create, update, patch),
+Services (get, create, patch), ConfigMaps (get, create, update), ``services/proxy`` (get,
+create), pods and ReplicaSets (list), events (list), ``pods/log`` (get).
 """
 
 from __future__ import annotations
@@ -294,8 +304,8 @@ class KubernetesBlueGreen:
             state["lock"] = None
             try:
                 self._write_state(state)
-            except (DeployError, ApiException) as exc:
-                log.error("could not release the deploy lock in %s/%s: %s", self.ns,
+            except Exception as exc:  # it expires on its own
+                log.error("could not release the deploy lock in %s/%s: %r", self.ns,
                           self.state_name, exc)
 
     # -- reading the cluster ---------------------------------------------------------------
@@ -382,8 +392,8 @@ class KubernetesBlueGreen:
         try:
             self.apps.patch_namespaced_deployment(name, self.ns, {"spec": {"replicas": 0}})
             log.info("scaled Deployment %s/%s to 0 replicas", self.ns, name)
-        except ApiException as exc:
-            log.error("could not scale %s/%s to 0: %s %s", self.ns, name, exc.status, exc.reason)
+        except Exception as exc:  # also no connection: never hide the deploy's own error
+            log.error("could not scale %s/%s to 0: %r", self.ns, name, exc)
 
     # -- waiting for a rollout ---------------------------------------------------------
     def _slot_pods(self, slot: str, version: str) -> list[client.V1Pod]:
@@ -734,16 +744,16 @@ class KubernetesBlueGreen:
         if switched and live:
             try:
                 self.core.patch_namespaced_service(self.cfg.service, self.ns, switch_patch(live))
-            except ApiException as exc:
-                log.error("could not point Service %s back at %s: %s", self.cfg.service, live,
-                          exc.reason)
+            except Exception as exc:  # also no connection: never hide the deploy's own error
+                log.error("could not point Service %s back at %s: %r", self.cfg.service, live,
+                          exc)
         self._scale_down(target)
         state["slots"][target] = {"version": None, "failed_version": version,
                                   "failed_at": _now()}
         try:
             self._write_state(state)
-        except (DeployError, ApiException) as exc:
-            log.error("could not record the failed deploy: %s", exc)
+        except Exception as exc:
+            log.error("could not record the failed deploy: %r", exc)
 
     def _auto_rollback(self, state: dict, target: str, live: str | None, version: str,
                        live_version: str | None, error: DeployError) -> None:

@@ -297,3 +297,14 @@ def test_a_second_deployer_is_refused_while_one_holds_the_lock(cluster):
     with pytest.raises(DeployError, match="was changed by someone else"):
         first._write_state(state)
     assert cluster.state()["live"] != "nonsense"
+
+
+def test_the_backend_factory_builds_it_from_the_kubeconfig(cluster):
+    from driftline.serving.backend import serving_backend
+
+    settings = dataclasses.replace(cluster.settings, serving=dataclasses.replace(
+        cluster.settings.serving, backend="kubernetes"))
+    backend = serving_backend(settings)  # no injected client: config_file from the settings
+    assert isinstance(backend, KubernetesBlueGreen)
+    assert backend.status()["service"] == {"name": SERVICE, "namespace": cluster.ns,
+                                           "selects": cluster.selector().get(LABEL_SLOT)}

@@ -370,7 +370,7 @@ class PodRun:
                 run.probe_ready = ready
                 log.info("pod %s/%s container %s ready=%s", self.ns, self.name, run.name, ready)
                 self._report("Running")
-            self.deleted.wait(period if ready else min(period, 1))
+            self.deleted.wait(period)
 
     def _probe(self, run: ContainerRun, probe: client.V1Probe) -> bool:
         """One probe of ``run`` on the pod IP: an HTTP GET (2xx/3xx passes) or a TCP connect."""
