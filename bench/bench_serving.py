@@ -1,26 +1,30 @@
-"""Serving benchmark on loopback: latency through nginx and switching under load.
+"""Serving benchmark on loopback: latency, batch throughput, and switching under load.
 
-    python bench/bench_serving.py [--home DIR] [--rates 25,50] [--duration 8]
+    python bench/bench_serving.py [--home DIR] [--rates 1000,2000,4000,6000] [--duration 8]
 
-1. Builds a tiny registry (two versions trained on six days of 2013) in a temporary home,
-   unless ``--home`` names one with at least two versions.
+1. Builds a registry of two real models (XGBoost with the default 200 rounds, trained on
+   2013-01-01..06 and ..07) in a temporary home, unless ``--home`` names one with at least
+   two versions (e.g. ``.driftline`` after ``make demo``).
 2. Deploys the first version (blue) and measures single-row ``POST /predict`` latency
-   through the router with an open-loop generator: requests are sent on a fixed schedule
-   whatever the responses do, and latency is measured from the *scheduled* send time, so
-   a stalled server shows up as latency instead of as fewer requests (no coordinated
-   omission). The highest rate straight to the slot's port gives nginx's share.
-3. Deploys the second version (green) and rolls back while two clients keep sending: one
-   reusing a single keep-alive connection (``http.client``), one opening a fresh
-   connection per request. Counts failed requests and requests answered by the old version
-   after the switch, and the time from the switch decision (the symlink rename) to the
-   last old-version answer.
+   through nginx with the open-loop generator of ``bench/loadgen.py`` (fixed schedule,
+   latency from the *scheduled* time, so queueing is not hidden), at each rate; then the
+   highest rate straight to the slot's port (nginx's share), and 1,000-row batches at
+   ``--batch-rate`` per second (rows/s).
+3. Deploys the second version (green) and rolls back while three clients keep sending:
+   the open-loop generator at ``--switch-rate`` on pooled keep-alive connections, one
+   client reusing a single keep-alive connection (``http.client``) and one opening a fresh
+   connection per request. Counts failed requests, requests sent after a switch that the old
+   version answered, and the time from the switch (the symlink rename) to the last
+   old-version answer.
 
-Everything is bounded in time and count, stays on 127.0.0.1 and is stopped at the end.
+The generator shares the 2 cores with nginx and the server. Everything is bounded in time
+and count, stays on 127.0.0.1 and is stopped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -28,6 +32,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -39,27 +44,61 @@ from driftline.settings import ServingSettings, Settings, TrainingSettings
 
 MAX_REQUESTS_PER_CLIENT = 50_000
 SWITCH_CLIENT_INTERVAL_S = 0.004  # each switch-phase client sends at most ~250 requests/s
+SWITCH_PHASE_S = 14.0  # deploy (start, checks, 3 s post-switch watch), then rollback
+
+
+def loadgen_run(generator: loadgen.OpenLoop) -> dict:
+    try:
+        import uvloop
+
+        return uvloop.run(generator.run())
+    except ImportError:
+        return asyncio.run(generator.run())
 
 
 # -- setup ---------------------------------------------------------------------------------
 def build_registry(home: Path) -> None:
-    """Train v0001 (20 rounds) and v0002 (30 rounds) on 2013-01-01..06 into ``home``."""
+    """Train two versions with the default parameters: on 2013-01-01..06 and ..07."""
     from driftline.sources import load_flights_with_weather
     from driftline.training import train
     from driftline.versioning import DataRepo
 
     settings = Settings(home=home, training=TrainingSettings(holdout_days=2))
-    days = [dt.date(2013, 1, d) for d in range(1, 7)]
+    days = [dt.date(2013, 1, d) for d in range(1, 8)]
     flights = load_flights_with_weather()
     repo = DataRepo(settings.data_repo, settings.dvc_remote)
     for day in days:
         repo.write_partition(day, flights[(flights["year"] == day.year)
                                           & (flights["month"] == day.month)
                                           & (flights["day"] == day.day)])
-    for rounds in (20, 30):
-        train(settings, repo.head(), days[0], days[-1], params={"num_boost_round": rounds},
-              reason=f"bench, {rounds} rounds")
+    for last in (6, 7):
+        train(settings, repo.head(), days[0], days[last - 1], reason=f"bench, to Jan {last}")
 
+
+def batch_body(model_version, rows: int) -> bytes:
+    """A ``/predict`` body of ``rows`` holdout rows (repeated if the holdout is smaller)."""
+    from driftline.features import INPUT_COLUMNS
+
+    holdout = model_version.holdout()[INPUT_COLUMNS]
+    records = json.loads(holdout.to_json(orient="records"))
+    return json.dumps({"rows": [records[i % len(records)] for i in range(rows)]}).encode()
+
+
+def loadgen_switch_figures(generator: loadgen.OpenLoop, record: dict, clock_offset: float,
+                           window: tuple[float, float]) -> dict:
+    """The open-loop client's view of one switch: requests scheduled in ``window``
+    (wall-clock), those answered by the old version after the switch, and when the last
+    old answer came."""
+    old, new = record["previous_version"], record["version"]
+    switched = record["switched_at"] - clock_offset  # wall clock -> perf_counter
+    rows = [(s, d, v) for s, d, v in generator.versions
+            if window[0] - clock_offset <= s < window[1] - clock_offset]
+    old_after = [d for s, d, v in rows if s >= switched and v == old]
+    last_old = max((d for s, d, v in rows if v == old), default=switched)
+    return {"requests_answered": len(rows),
+            "other_versions": sorted({v for *_, v in rows} - {old, new}),
+            "old_version_sent_after_switch": len(old_after),
+            "switch_to_last_old_answer_ms": round(max(0.0, last_old - switched) * 1e3, 2)}
 
 
 # -- switching under load ------------------------------------------------------------------
@@ -99,13 +138,17 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", type=Path, default=None,
                         help="a driftline home with >= 2 registered versions")
-    parser.add_argument("--rates", default="25,50",
+    parser.add_argument("--batch-rate", type=float, default=200.0,
+                        help="1000-row requests per second (200 = 200k rows/s offered)")
+    parser.add_argument("--switch-rate", type=float, default=1000.0,
+                        help="open-loop requests/s during the switch phase")
+    parser.add_argument("--rates", default="1000,2000,4000,6000",
                         help="open-loop request rates (requests/s), comma-separated")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per rate")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home")
     args = parser.parse_args(argv)
     args.duration = min(args.duration, 30.0)
-    rates = [float(r) for r in args.rates.split(",")][:4]
+    rates = [float(r) for r in args.rates.split(",")][:6]
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
 
     began = time.monotonic()
@@ -138,11 +181,24 @@ def main(argv: list[str] | None = None) -> int:
             figures = loadgen.run(port, body.encode(), rate, args.duration)
             results[f"latency_{name}_{rate:g}rps"] = figures
             print(f"single-row latency, {name} (open loop {rate:g} req/s, "
-                  f"{args.duration:g}s): {figures}")
+                  f"{args.duration:g}s): {json.dumps(figures)}")
+        batch = batch_body(v1, 1000)
+        figures = loadgen.run(router_port, batch, args.batch_rate, args.duration)
+        figures["rows_per_s"] = round(figures["achieved_rps"] * 1000)
+        results["batch_1000_rows"] = figures
+        print(f"1000-row batches through the router (open loop {args.batch_rate:g} req/s = "
+              f"{args.batch_rate * 1000:,.0f} rows/s offered): {json.dumps(figures)}")
 
         clients = [PredictionProbe(router_port, body, keep_alive=k,
                                    max_requests=MAX_REQUESTS_PER_CLIENT,
                                    interval_s=SWITCH_CLIENT_INTERVAL_S) for k in (True, False)]
+        generator = loadgen.OpenLoop(router_port, loadgen.post_request(body.encode()),
+                                     args.switch_rate, SWITCH_PHASE_S, warmup=0.0,
+                                     track_versions=True)
+        clock_offset = time.time() - time.perf_counter()
+        load = threading.Thread(target=lambda: results.__setitem__(
+            "switch_phase_open_loop", loadgen_run(generator)), daemon=True)
+        load.start()
         for client in clients:
             client.start()
         time.sleep(1.0)
@@ -159,19 +215,25 @@ def main(argv: list[str] | None = None) -> int:
         for client in clients:
             client.stop.set()
             client.join(15)
+        load.join(SWITCH_PHASE_S + 20)
         end = time.time()
         results["switch_deploy"] = switch_figures(clients, deployed["switch"], deployed_at,
                                                   (start, rollback_start))
+        results["switch_deploy"]["open_loop"] = loadgen_switch_figures(
+            generator, deployed["switch"], clock_offset, (start, rollback_start))
         results["switch_deploy"]["deploy_call_s"] = round(deploy_s, 2)
         results["switch_rollback"] = switch_figures(clients, rolled["switch"], rolled_at,
                                                     (rollback_start, end))
+        results["switch_rollback"]["open_loop"] = loadgen_switch_figures(
+            generator, rolled["switch"], clock_offset, (rollback_start, end))
         expected = {deployed["switch"]["version"], rolled["switch"]["version"]}
         results["switch_phase_all_requests"] = {
             c.name: {"requests": len(c.results),
                      "failed": sum(1 for r in c.results if r[2] not in expected),
                      "connections": c.connections} for c in clients}
-        for key in ("switch_deploy", "switch_rollback", "switch_phase_all_requests"):
-            print(f"{key}: {json.dumps(results[key])}")
+        for key in ("switch_deploy", "switch_rollback", "switch_phase_all_requests",
+                    "switch_phase_open_loop"):
+            print(f"{key}: {json.dumps(results.get(key))}")
     finally:
         bg.stop_all()
         if not args.keep:

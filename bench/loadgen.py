@@ -52,9 +52,14 @@ class _Connection(asyncio.Protocol):
             length = int(head[at + 15:line_end if line_end > 0 else None])
             if len(self.buffer) < end + 4 + length:
                 return
+            version = None
+            if self.generator.versions is not None:
+                at = self.buffer.find(b'"model_version":"', end, end + 4 + length)
+                if at >= 0:
+                    version = bytes(self.buffer[at + 17:self.buffer.find(b'"', at + 17)]).decode()
             del self.buffer[:end + 4 + length]
             status = int(head[9:12])
-            self.generator._answered(self, status, b"connection: close" in head)
+            self.generator._answered(self, status, b"connection: close" in head, version)
 
     def connection_lost(self, exc) -> None:
         self.generator._lost(self, exc)
@@ -66,10 +71,13 @@ class OpenLoop:
     :param warmup: seconds sent first and left out of the figures.
     :param max_connections: connections the pool may open.
     :param timeout: seconds after the last scheduled request to wait for answers.
+    :param track_versions: keep ``(scheduled, answered, model_version)`` of every 200
+        answer in ``versions`` (times from ``time.perf_counter``).
     """
 
     def __init__(self, port: int, request: bytes, rate: float, duration: float,
-                 warmup: float = 1.0, max_connections: int = 256, timeout: float = 10.0):
+                 warmup: float = 1.0, max_connections: int = 256, timeout: float = 10.0,
+                 track_versions: bool = False):
         self.port, self.request, self.rate = port, request, rate
         self.duration, self.warmup = duration, warmup
         self.max_connections, self.timeout = max_connections, timeout
@@ -82,6 +90,8 @@ class OpenLoop:
         self.errors: dict[str, int] = {}
         self.outstanding = 0
         self.measure_from = 0.0
+        self.versions: list[tuple[float, float, str | None]] | None = (
+            [] if track_versions else None)
 
     # -- connection callbacks ------------------------------------------------------------
     def _ready(self, conn: _Connection) -> None:
@@ -107,9 +117,12 @@ class OpenLoop:
         else:
             self.errors[outcome] = self.errors.get(outcome, 0) + 1
 
-    def _answered(self, conn: _Connection, status: int, close: bool) -> None:
+    def _answered(self, conn: _Connection, status: int, close: bool,
+                  version: str | None = None) -> None:
         scheduled, conn.scheduled = conn.scheduled, None
         self._record(scheduled, None if status == 200 else f"HTTP {status}")
+        if self.versions is not None and status == 200:
+            self.versions.append((scheduled, time.perf_counter(), version))
         if close:
             conn.transport.close()  # connection_lost takes it out of the pool
         else:

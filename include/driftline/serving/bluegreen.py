@@ -35,7 +35,13 @@ from driftline.serving.paths import (
     slot_socket,
     slot_url,
 )
-from driftline.serving.processes import adopt, process_alive, process_cmdline, stop_process
+from driftline.serving.processes import (
+    adopt,
+    process_alive,
+    process_cmdline,
+    set_nice,
+    stop_process,
+)
 from driftline.serving.router import Router, RouterError
 from driftline.serving.verify import (
     VERIFY_HEADER,
@@ -51,6 +57,8 @@ log = logging.getLogger(__name__)
 ROUTER_VERIFY_S = 10.0
 LOG_TAIL_LINES = 40
 HISTORY_LIMIT = 500
+STARTUP_NICE = 10
+"""A starting candidate (imports, model load: seconds of CPU) yields to the live slot."""
 
 
 def _now() -> str:
@@ -149,6 +157,7 @@ class BlueGreen:
                                        stderr=subprocess.STDOUT, env=env, cwd=self.dir,
                                        start_new_session=True)
         adopt(process)
+        set_nice(process.pid, os.getpriority(os.PRIO_PROCESS, 0) + STARTUP_NICE)
         return process, offset
 
     def _stop_slot(self, state: dict, slot: str) -> None:
@@ -369,6 +378,7 @@ class BlueGreen:
                      target, process.pid, slot_port(self.settings, target))
             try:
                 self._wait_ready(target, version, process, offset)
+                set_nice(process.pid, os.getpriority(os.PRIO_PROCESS, 0))
                 self._smoke_test(target, model_version)
                 shadow = self._shadow(target, live)
                 switched_at, verified_s = self._switch(target, version)

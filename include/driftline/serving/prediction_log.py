@@ -131,13 +131,14 @@ class PredictionLogger:
 
     def _write(self, rows: Sequence, probabilities: Sequence[float], served_at: str) -> None:
         lines: dict[str, list[bytes]] = {}
-        extra = {"model_name": self.model_name, "model_version": self.model_version,
-                 "slot": self.slot, "served_at": served_at}
+        extra = self._encode({"model_name": self.model_name, "model_version": self.model_version,
+                              "slot": self.slot, "served_at": served_at})[1:]
         for row, probability in zip(rows, probabilities, strict=True):
-            record = row if isinstance(row, dict) else msgspec.structs.asdict(row)
-            record = {**record, "late_probability": float(probability),
-                      "late": bool(probability >= 0.5), **extra}
-            lines.setdefault(flight_date(record), []).append(self._encode(record))
+            # the row's own JSON object, extended in place: {...row, "late_probability": ..}
+            line = b'%s,"late_probability":%s,"late":%s,%s' % (
+                self._encode(row)[:-1], repr(float(probability)).encode(),
+                b"true" if probability >= 0.5 else b"false", extra)
+            lines.setdefault(flight_date(row), []).append(line)
         for date, day_lines in lines.items():
             data = b"\n".join(day_lines) + b"\n"
             if self._bytes + len(data) > self.max_bytes:

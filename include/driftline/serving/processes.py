@@ -67,3 +67,17 @@ def stop_process(pid: int, grace_s: float = 15.0) -> bool:
         if sig == signal.SIGTERM:
             log.warning("pid %d ignored SIGTERM for %.0fs; killing it", pid, grace_s)
     return not process_alive(pid)
+
+
+def set_nice(pid: int, nice: int) -> None:
+    """Set the nice value of every thread of ``pid``; lowering it may need privileges, and
+    a refusal is logged, not raised."""
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
+        except PermissionError:
+            log.warning("pid %d: not allowed to set nice %d; it keeps %d", pid, nice,
+                        os.getpriority(os.PRIO_PROCESS, int(task.name)))
+            return
+        except (ProcessLookupError, FileNotFoundError):
+            continue

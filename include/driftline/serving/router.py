@@ -9,10 +9,10 @@ nginx keeps up to 64 idle upstream connections (a fresh connection per request c
 Python server more than the prediction). Those lead to the old slot after a switch, so the
 switch then tells the old slot to drain (``SIGUSR1``): it closes its idle connections and
 ends each busy one after its response. A request that nginx sends on a kept connection at
-the moment the old slot closes it is retried once on a fresh connection, which goes to the
-new slot (``proxy_next_upstream error non_idempotent``: safe here, since a prediction has no
-side effect but its log line). Requests already sent to the old slot finish there (the old
-slot keeps running).
+the moment the old slot closes it is retried: on another kept connection, at last on a
+fresh one, which goes to the new slot (``proxy_next_upstream error non_idempotent``: safe
+here, since the old slot closes only idle connections, so it never saw the request).
+Requests already sent to the old slot finish there (the old slot keeps running).
 
 nginx runs as a daemon with its own prefix under ``serving_dir/nginx/`` (config, pid, logs,
 temp paths), so it outlives the process that started it. A new config is checked with
@@ -113,9 +113,11 @@ http {{
             proxy_pass http://live_slot;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            # a kept connection closed by a draining old slot: retry once, on a new one
+            # a kept connection closed by a draining old slot: retry; nginx counts no try
+            # for a kept connection, so it moves on through the kept ones, then one new one
             proxy_next_upstream error non_idempotent;
-            proxy_next_upstream_tries 2;
+            proxy_next_upstream_tries 0;
+            proxy_next_upstream_timeout 5s;
             proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $remote_addr;
             proxy_connect_timeout 2s;

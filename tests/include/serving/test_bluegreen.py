@@ -87,6 +87,11 @@ def test_deploy_switch_rollback_through_the_router(bluegreen, settings, registry
     assert status["live"] == "green" and status["router"]["running"]
     assert status["slots"]["blue"]["running"] and status["slots"]["blue"]["version"] == "v0001"
     assert status["slots"]["green"]["running"] and status["slots"]["green"]["version"] == "v0002"
+    # it started at nice +10 (yielding to the live slot), and runs at ours once ready
+    green = status["slots"]["green"]["pid"]
+    nice = {os.getpriority(os.PRIO_PROCESS, int(t.name))
+            for t in Path(f"/proc/{green}/task").glob("*")}
+    assert nice == {os.getpriority(os.PRIO_PROCESS, 0)}
 
     back = bluegreen.rollback("v0002 misbehaves")
     assert back["live"] == "blue" and back["slots"]["blue"]["version"] == "v0001"
@@ -265,8 +270,9 @@ def test_slot_dying_after_the_switch_is_rolled_back_automatically(bluegreen, set
                                                                   registry):
     v1, v2 = registry.get("v0001"), registry.get("v0002")
     bluegreen.deploy(v1, "first")
-    killer = _when(lambda: bluegreen.router.live_slot() == "green",
-                   lambda: os.kill(_slot_pid(bluegreen, "green"), signal.SIGKILL))
+    switched = lambda: bluegreen.status()["history"][-1]["version"] == "v0002"  # noqa: E731
+    # killed once the switch is confirmed: during the post-switch watch
+    killer = _when(switched, lambda: os.kill(_slot_pid(bluegreen, "green"), signal.SIGKILL))
     with pytest.raises(DeployError, match=r"v0002 failed its post-switch check through the "
                                           r"router .* rolled back automatically to v0001"):
         bluegreen.deploy(v2, "dies right after the switch")
