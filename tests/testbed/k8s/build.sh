@@ -109,7 +109,7 @@ patch_reflect2() {
 build_binaries() {
   local work=$1 what
   what=$(missing_binaries | sed 's#^#cmd/#' | paste -sd' ')
-  log "building $what ($KUBE_GIT_VERSION; cold: ~5 min per binary on 2 cores)"
+  log "building $what ($KUBE_GIT_VERSION; cold: ~5 min on 2 cores)"
   (cd "$SRC_DIR" && env GOPROXY=off GOFLAGS=-mod=vendor GOCACHE="$work/gocache" \
       GOPATH="$work/gopath" KUBE_GIT_VERSION="$KUBE_GIT_VERSION" KUBE_GIT_TREE_STATE=clean \
       KUBE_GIT_MAJOR=1 KUBE_GIT_MINOR=20 \
