@@ -227,6 +227,10 @@ def test_candidate_that_crashes_is_scaled_down_and_live_stays(cluster):
     assert state["slots"][candidate] == {**state["slots"][candidate], "version": None,
                                          "failed_version": "v0009"}
     assert cluster.live_version()["slot"] == live
+    with pytest.raises(DeployError, match=f"cannot roll back from {live}: slot {candidate} has "
+                                          "no ready Deployment"):
+        cluster.backend().rollback("back to the crashed one?")
+    assert cluster.selector() == selector
 
 
 def test_candidate_never_scheduled_times_out_with_events(cluster):
