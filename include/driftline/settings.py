@@ -115,7 +115,6 @@ class KubernetesServingSettings:
     service: str = "driftline-serving"
     """The live Service; its selector's ``driftline.io/slot`` is what a switch changes."""
     replicas: int = 2
-    container_port: int = 8080
     cpu_request: str = "1"
     memory_request: str = "1Gi"
     memory_limit: str = "2Gi"

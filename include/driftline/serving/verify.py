@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,25 +69,43 @@ def smoke_check(predict: Predict, model_version: ModelVersion, where: str) -> in
     return len(rows)
 
 
+def _tail_lines(path: Path, count: int, block: int = 1 << 16) -> list[bytes]:
+    """Up to the last ``count`` complete lines of ``path``, read backwards in blocks."""
+    with open(path, "rb") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        data = b""
+        position = end
+        while position > 0 and data.count(b"\n") <= count:
+            position = max(0, position - block)
+            fh.seek(position)
+            data = fh.read(end - position)
+    complete = data[:data.rfind(b"\n") + 1]  # drop a line still being written
+    lines = complete.splitlines()
+    if position > 0:
+        lines = lines[1:]  # the first may be cut
+    return lines[-count:]
+
+
 def recent_served_rows(serving_dir: Path, limit: int, columns: list[str]) -> list[dict]:
-    """The last ``limit`` rows written to the prediction log, newest files first.
+    """The last ``limit`` rows written to the prediction log, newest files first (only the
+    tail of each file is read).
 
     :param columns: the raw input columns to keep of each logged row.
     """
     files = sorted(predictions_dir(serving_dir).glob("date=*/*.jsonl"),
                    key=lambda p: p.stat().st_mtime, reverse=True)
     rows: list[dict] = []
+    if limit <= 0:
+        return rows
     for path in files:
-        with open(path, encoding="utf-8") as fh:
-            lines = [line for line in fh if line.endswith("\n")]
-        for line in reversed(lines):
+        for line in reversed(_tail_lines(path, limit - len(rows))):
             try:
                 record = json.loads(line)
                 rows.append({c: record[c] for c in columns})
             except (json.JSONDecodeError, KeyError):
                 continue
-            if len(rows) >= limit:
-                return rows
+        if len(rows) >= limit:
+            break
     return rows
 
 
