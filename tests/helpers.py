@@ -4,6 +4,7 @@ which pytest already imported: a second import would run it again)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,3 +20,14 @@ def settings_at(home: Path):
     from driftline.settings import load_settings
 
     return load_settings(home=home, config=TEST_CONFIG)
+
+
+def with_value(obj: dict, path: tuple, value) -> dict:
+    """A deep copy of the JSON object ``obj`` with the field at ``path`` set to ``value``
+    (to prove a strict schema validator rejects it)."""
+    changed = json.loads(json.dumps(obj))
+    node = changed
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return changed

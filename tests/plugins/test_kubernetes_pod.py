@@ -23,6 +23,8 @@ from driftline_provider.operators.training import training_command
 from kubernetes.client import ApiClient
 from kubernetes.client import models as k8s
 
+from tests.helpers import with_value
+
 K8S_VERSIONS = ["1.30", ".".join(kubernetes_validate.latest_version().split(".")[:2])]
 PLAN = {"data_version": "0123456789abcdef0123456789abcdef01234567", "start": "2013-01-01",
         "end": "2013-01-24", "params": {"max_depth": 4, "device": "cuda"},
@@ -69,13 +71,8 @@ def test_the_rendered_pod_is_valid_in_strict_mode(pod, version):
     (("spec", "tolerations", 0, "tolerationSeconds"), "forever"),
 ])
 def test_strict_validation_rejects_a_bad_field(pod, path, value):
-    bad = json.loads(json.dumps(pod))
-    node = bad
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(bad, "1.30", strict=True)
+        kubernetes_validate.validate(with_value(pod, path, value), "1.30", strict=True)
 
 
 def test_gpu_is_a_limit_with_cpu_and_memory_requests(pod):

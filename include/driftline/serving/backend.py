@@ -9,6 +9,7 @@ Both backends offer ``deploy(model_version, reason)``, ``rollback(reason)`` and
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Protocol
 
 from driftline.registry import ModelVersion
@@ -23,6 +24,24 @@ class ServingBackend(Protocol):
     def rollback(self, reason: str) -> dict: ...
 
     def status(self) -> dict: ...
+
+
+def utc_now() -> str:
+    """Now, as an ISO 8601 UTC timestamp to the millisecond (state and history records)."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def switch_record(action: str, from_slot: str | None, to_slot: str, version: str,
+                  previous_version: str | None, reason: str, switched_at: float,
+                  **extra) -> dict:
+    """One history entry of either backend: a deploy, rollback or auto-rollback.
+
+    :param switched_at: wall-clock time of the switch (``time.time()``).
+    :param extra: backend-specific figures (how long confirming took, shadow results).
+    """
+    return {"at": utc_now(), "action": action, "from_slot": from_slot, "to_slot": to_slot,
+            "version": version, "previous_version": previous_version, "reason": reason,
+            "switched_at": round(switched_at, 6), **extra}
 
 
 def serving_backend(settings: Settings) -> ServingBackend:

@@ -13,7 +13,6 @@ them (an Airflow task). Deploys, rollbacks and stops are serialised by a file lo
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from filelock import FileLock
 
 from driftline.features import INPUT_COLUMNS
 from driftline.registry import ArtifactIntegrityError, ModelVersion, Registry
+from driftline.serving.backend import switch_record, utc_now
 from driftline.serving.paths import (
     SLOTS,
     other_slot,
@@ -59,10 +59,6 @@ LOG_TAIL_LINES = 40
 HISTORY_LIMIT = 500
 STARTUP_NICE = 10
 """A starting candidate (imports, model load: seconds of CPU) yields to the live slot."""
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _toml_value(value) -> str:
@@ -151,7 +147,7 @@ class BlueGreen:
                    "--port", str(slot_port(self.settings, slot)),
                    "--uds", str(slot_socket(self.settings, slot))]
         with open(log_path, "ab") as out:
-            out.write(f"\n--- {_now()} starting {version} in slot {slot}\n".encode())
+            out.write(f"\n--- {utc_now()} starting {version} in slot {slot}\n".encode())
             out.flush()
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
                                        stderr=subprocess.STDOUT, env=env, cwd=self.dir,
@@ -172,7 +168,7 @@ class BlueGreen:
     def _slot_entry(self, slot: str, version: str | None = None,
                     pid: int | None = None) -> dict:
         return {"version": version, "pid": pid, "port": slot_port(self.settings, slot),
-                "started_at": _now() if pid else None}
+                "started_at": utc_now() if pid else None}
 
     def _log_tail(self, slot: str, offset: int) -> str:
         path = slot_log(self.settings, slot)
@@ -327,10 +323,8 @@ class BlueGreen:
     def _record(self, state: dict, action: str, from_slot: str | None, to_slot: str,
                 version: str, previous_version: str | None, reason: str,
                 switched_at: float, verified_s: float, **extra) -> dict:
-        record = {"at": _now(), "action": action, "from_slot": from_slot, "to_slot": to_slot,
-                  "version": version, "previous_version": previous_version, "reason": reason,
-                  "switched_at": round(switched_at, 6), "router_verified_s": round(verified_s, 4),
-                  **extra}
+        record = switch_record(action, from_slot, to_slot, version, previous_version, reason,
+                               switched_at, router_verified_s=round(verified_s, 4), **extra)
         state["live"] = to_slot
         state["history"].append(record)
         self._write_state(state)

@@ -54,6 +54,7 @@ from kubernetes.client.rest import ApiException
 
 from driftline.features import INPUT_COLUMNS
 from driftline.registry import ArtifactIntegrityError, ModelVersion
+from driftline.serving.backend import switch_record, utc_now
 from driftline.serving.paths import SLOTS, other_slot, predictions_dir, slot_port
 from driftline.serving.verify import (
     VERIFY_HEADER,
@@ -88,8 +89,14 @@ FATAL_WAITING = {"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "Invali
                  "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+def _or_none(read: Callable, *args):
+    """``read(*args)``, or None when the object does not exist (404)."""
+    try:
+        return read(*args)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 # -- manifests ---------------------------------------------------------------------------------
@@ -246,11 +253,8 @@ class KubernetesBlueGreen:
     # -- state -------------------------------------------------------------------------
     def _read_state(self) -> dict:
         state = {"live": None, "slots": {}, "history": [], "lock": None}
-        try:
-            cm = self.core.read_namespaced_config_map(self.state_name, self.ns)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        cm = _or_none(self.core.read_namespaced_config_map, self.state_name, self.ns)
+        if cm is None:
             self._rv = None
             return state
         self._rv = cm.metadata.resource_version
@@ -296,7 +300,7 @@ class KubernetesBlueGreen:
                         lock.get("action"), lock.get("since"))
         ttl = 3 * self.settings.serving.start_timeout_s + self.settings.serving.post_switch_watch_s
         state["lock"] = {"holder": self.holder, "action": action, "version": version,
-                         "since": _now(), "expires": time.time() + ttl + 120}
+                         "since": utc_now(), "expires": time.time() + ttl + 120}
         self._write_state(state)
         try:
             yield state
@@ -310,22 +314,13 @@ class KubernetesBlueGreen:
 
     # -- reading the cluster ---------------------------------------------------------------
     def _read_deployment(self, slot: str) -> client.V1Deployment | None:
-        try:
-            return self.apps.read_namespaced_deployment(deployment_name(self.cfg, slot), self.ns)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return _or_none(self.apps.read_namespaced_deployment, deployment_name(self.cfg, slot),
+                        self.ns)
 
     def _live_selector(self) -> str | None:
         """The slot the live Service selects now (None: no live Service)."""
-        try:
-            svc = self.core.read_namespaced_service(self.cfg.service, self.ns)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return (svc.spec.selector or {}).get(LABEL_SLOT)
+        svc = _or_none(self.core.read_namespaced_service, self.cfg.service, self.ns)
+        return (svc.spec.selector or {}).get(LABEL_SLOT) if svc else None
 
     @staticmethod
     def _rolled_out(dep: client.V1Deployment | None) -> bool:
@@ -364,11 +359,8 @@ class KubernetesBlueGreen:
     # -- applying ----------------------------------------------------------------------
     def _apply_deployment(self, body: client.V1Deployment) -> client.V1Deployment:
         name = body.metadata.name
-        try:
-            current = self.apps.read_namespaced_deployment(name, self.ns)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        current = _or_none(self.apps.read_namespaced_deployment, name, self.ns)
+        if current is None:
             log.info("creating Deployment %s/%s", self.ns, name)
             return self.apps.create_namespaced_deployment(self.ns, body)
         body.metadata.resource_version = current.metadata.resource_version
@@ -573,12 +565,9 @@ class KubernetesBlueGreen:
     # -- switching ---------------------------------------------------------------------
     def _endpoints_slot(self, slot: str) -> bool:
         """The live Service's endpoints are exactly ready pods of ``slot`` (at least one)."""
-        try:
-            ep = self.core.read_namespaced_endpoints(self.cfg.service, self.ns)
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
+        ep = _or_none(self.core.read_namespaced_endpoints, self.cfg.service, self.ns)
+        if ep is None:
+            return False
         addresses = [a for s in ep.subsets or [] for a in (s.addresses or [])]
         not_ready = [a for s in ep.subsets or [] for a in (s.not_ready_addresses or [])]
         names = {p.metadata.name for p in self.core.list_namespaced_pod(
@@ -643,12 +632,10 @@ class KubernetesBlueGreen:
             time.sleep(POLL_S)
 
     def _record(self, state: dict, action: str, from_slot: str | None, to_slot: str,
-                version: str, previous_version: str | None, reason: str, switched_at: float,
-                verified_s: float, **extra) -> dict:
-        record = {"at": _now(), "action": action, "from_slot": from_slot, "to_slot": to_slot,
-                  "version": version, "previous_version": previous_version, "reason": reason,
-                  "switched_at": round(switched_at, 6),
-                  "service_verified_s": round(verified_s, 4), **extra}
+                version: str, previous_version: str | None, reason: str,
+                switched_at: float, verified_s: float, **extra) -> dict:
+        record = switch_record(action, from_slot, to_slot, version, previous_version, reason,
+                               switched_at, service_verified_s=round(verified_s, 4), **extra)
         state["live"] = to_slot
         state["history"].append(record)
         self._write_state(state)
@@ -686,7 +673,7 @@ class KubernetesBlueGreen:
             target = other_slot(live) if live else "blue"
             log.info("deploying %s %s to slot %s in %s (live: %s %s): %s", model_version.name,
                      version, target, self.ns, live, live_version, reason)
-            state["slots"][target] = {"version": version, "deployed_at": _now()}
+            state["slots"][target] = {"version": version, "deployed_at": utc_now()}
             self._write_state(state)
             switched = False
             try:
@@ -749,7 +736,7 @@ class KubernetesBlueGreen:
                           exc)
         self._scale_down(target)
         state["slots"][target] = {"version": None, "failed_version": version,
-                                  "failed_at": _now()}
+                                  "failed_at": utc_now()}
         try:
             self._write_state(state)
         except Exception as exc:
@@ -774,7 +761,7 @@ class KubernetesBlueGreen:
                      verified_s)
         self._scale_down(target)
         state["slots"][target] = {"version": None, "failed_version": version,
-                                  "failed_at": _now()}
+                                  "failed_at": utc_now()}
         self._write_state(state)
         raise DeployError(f"{version} failed its post-switch check through the live Service "
                           f"({error}); rolled back automatically to {live_version} in slot "

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import kubernetes_validate
@@ -22,6 +21,8 @@ from driftline.serving.kubernetes import (
 )
 from driftline.settings import KubernetesServingSettings, ServingSettings, Settings
 from kubernetes.client import ApiClient
+
+from tests.helpers import with_value
 
 K8S_VERSIONS = ["1.30", ".".join(kubernetes_validate.latest_version().split(".")[:2])]
 SETTINGS = Settings(
@@ -66,13 +67,8 @@ def test_rendered_objects_are_valid_in_strict_mode(name, version):
     (("spec", "strategy", "type"), 7),
 ])
 def test_strict_validation_rejects_a_bad_field(deployment, path, value):
-    bad = json.loads(json.dumps(deployment))
-    node = bad
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(bad, "1.30", strict=True)
+        kubernetes_validate.validate(with_value(deployment, path, value), "1.30", strict=True)
 
 
 def test_deployment_names_labels_and_selector(deployment):
