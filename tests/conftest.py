@@ -1,5 +1,6 @@
 """Test-session environment: an isolated Airflow home and driftline home, set before Airflow
-is imported anywhere, plus shared real data (real 2013 flights, real DVC repo, real model)."""
+is imported anywhere, plus shared real data (the flights pack's real 2013 flights, a real DVC
+repo, a real model)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import DATA_END, DATA_START, ROOT, TEST_CONFIG, settings_at
+from tests.helpers import DATA_END, DATA_START, PACKS, ROOT, TEST_CONFIG, workspace_at
 
 # One session directory even if this module were imported twice.
 _SESSION = Path(os.environ.setdefault("DRIFTLINE_TEST_SESSION",
@@ -27,6 +28,7 @@ os.environ.update({
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_SESSION}/airflow/airflow.db",
     "DRIFTLINE_HOME": str(_SESSION / "driftline"),
     "DRIFTLINE_CONFIG": str(TEST_CONFIG),
+    "DRIFTLINE_PACKS": str(PACKS),
     "DRIFTLINE_PRELOAD": "0",
 })
 (_SESSION / "airflow" / "plugins").mkdir(parents=True, exist_ok=True)
@@ -41,37 +43,44 @@ def airflow_db():
 
 
 @pytest.fixture(scope="session")
-def flights():
-    from driftline.sources import load_flights_with_weather
+def flights_pack():
+    """The shipped flights pack, loaded and validated."""
+    from driftline.packs import load_pack
 
-    return load_flights_with_weather()
+    return load_pack(PACKS / "flights")
+
+
+@pytest.fixture(scope="session")
+def flights(flights_pack):
+    """Every 2013 flight joined to its weather (the flights pack's source)."""
+    return flights_pack.load_source()
 
 
 @pytest.fixture(scope="session")
 def data_home(tmp_path_factory, flights):
     """A driftline home with DATA_START..DATA_END replayed and ingested into a real DVC repo."""
-    from driftline.sources import iter_days, replay
+    from driftline.landing import replay
+    from driftline.packs.timeline import iter_intervals
     from driftline.versioning import DataRepo
 
     home = tmp_path_factory.mktemp("shared-home")
-    settings = settings_at(home)
-    replay(settings.landing_dir, DATA_START, DATA_END)
-    repo = DataRepo(settings.data_repo, settings.dvc_remote)
+    ws = workspace_at(home)
+    replay(ws, DATA_START, DATA_END, source=flights)
+    repo = DataRepo.of(ws)
     dates = flights[["year", "month", "day"]].apply(tuple, axis=1)
-    for day in iter_days(DATA_START, DATA_END):
+    for day in iter_intervals(DATA_START, DATA_END, "daily"):
         repo.write_partition(day, flights[dates == (day.year, day.month, day.day)])
     return home
 
 
 @pytest.fixture(scope="session")
 def trained_home(data_home):
-    """``data_home`` plus one trained model version (v0001)."""
+    """``data_home`` plus one trained flights model version (v0001)."""
     from driftline.training import train
     from driftline.versioning import DataRepo
 
-    settings = settings_at(data_home)
-    head = DataRepo(settings.data_repo, settings.dvc_remote).head()
-    train(settings, head, DATA_START, DATA_END, reason="shared fixture")
+    ws = workspace_at(data_home)
+    train(ws, DataRepo.of(ws).head(), DATA_START, DATA_END, reason="shared fixture")
     return data_home
 
 

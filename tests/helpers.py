@@ -9,17 +9,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_CONFIG = ROOT / "tests" / "driftline-test.toml"
+PACKS = ROOT / "packs"
 
 # Q1 2013 days used by the shared data: 24 days = 19 for training + 5 held out.
 DATA_START = dt.date(2013, 1, 1)
 DATA_END = dt.date(2013, 1, 24)
 
 
-def settings_at(home: Path):
+def settings_at(home: Path, packs_dir: Path = PACKS):
     """driftline settings for a test home, with the small test configuration."""
     from driftline.settings import load_settings
 
-    return load_settings(home=home, config=TEST_CONFIG)
+    return load_settings(home=home, config=TEST_CONFIG, packs_dir=packs_dir)
+
+
+def workspace_at(home: Path, pack: str = "flights", packs_dir: Path = PACKS):
+    """The workspace of ``pack`` in a test home (the small test configuration)."""
+    from driftline.workspace import open_workspace
+
+    return open_workspace(pack, settings_at(home, packs_dir))
 
 
 def with_value(obj: dict, path: tuple, value) -> dict:

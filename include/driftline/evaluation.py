@@ -1,10 +1,13 @@
 """The promotion gate: a candidate model against the live champion, with Evidently reports.
 
 Both models predict the *same* rows (the candidate's time holdout), so their quality is
-compared like for like. A second report compares the candidate's training features with
-the champion's reference data. Every check records its value and threshold; the verdict is
-kept as ``verdict.json`` plus HTML reports per run, and :meth:`GateVerdict.table` is what the
-task log shows.
+compared like for like: Evidently's classification preset for binary packs, its regression
+preset for regression packs. The pack's ``[gate]`` says which metrics have floors and how
+much worse than the champion each may be. A second report compares the candidate's training
+features with the champion's reference data. A champion trained under another label
+definition is not compared as if like for like (see :func:`run_gate`). Every check records
+its value and threshold; the verdict is kept as ``verdict.json`` plus HTML reports per run,
+and :meth:`GateVerdict.table` is what the task log shows.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from driftline.features import FEATURES, LABEL, FeatureSchema
+from driftline.features import FeatureSchema
+from driftline.packs import Pack
+from driftline.packs.spec import HIGHER_IS_BETTER, METRIC_LABELS
 from driftline.registry import ModelVersion
 from driftline.settings import GateSettings
 
-PROBA = "late_probability"
+TARGET = "target"
+PREDICTION = "prediction"
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,8 @@ class GateVerdict:
         if self.passed:
             return f"{self.candidate} passed all {len(self.checks)} checks"
         return "; ".join(f"{c.name} = {c.value:.4f}, limit {c.op} {c.threshold} "
-                         f"(off by {abs(c.margin):.4f})" for c in self.failures)
+                         f"(off by {abs(c.margin):.4f})" if c.value is not None
+                         else f"{c.name}: {c.detail}" for c in self.failures)
 
     def table(self) -> str:
         """A fixed-width table of every check, for logs."""
@@ -84,37 +91,56 @@ class GateVerdict:
                 "checks": [asdict(c) | {"margin": c.margin} for c in self.checks]}
 
 
-def _scored(version: ModelVersion, raw: pd.DataFrame) -> pd.DataFrame:
-    from driftline.training import predict_proba
+def _scored(pack: Pack, version: ModelVersion, raw: pd.DataFrame) -> pd.DataFrame:
+    from driftline.training import predict
 
     schema = FeatureSchema.from_dict(version.metadata["feature_schema"])
-    booster = version.load_booster()
-    return pd.DataFrame({LABEL: raw[LABEL].astype(int).to_numpy(),
-                         PROBA: predict_proba(booster, raw, schema)})
+    target = pack.label(raw).to_numpy()
+    if pack.task == "binary":
+        target = target.astype(int)
+    return pd.DataFrame({TARGET: target,
+                         PREDICTION: predict(pack, version.load_booster(), raw, schema)})
 
 
-def _quality(scored: pd.DataFrame):
-    from evidently import BinaryClassification, DataDefinition, Dataset
+def _quality(pack: Pack, scored: pd.DataFrame):
+    from evidently import BinaryClassification, DataDefinition, Dataset, Regression
 
-    definition = DataDefinition(
-        classification=[BinaryClassification(target=LABEL, prediction_probas=PROBA)])
+    if pack.task == "binary":
+        definition = DataDefinition(classification=[
+            BinaryClassification(target=TARGET, prediction_probas=PREDICTION)])
+    else:
+        definition = DataDefinition(regression=[Regression(target=TARGET,
+                                                           prediction=PREDICTION)])
     return Dataset.from_pandas(scored, data_definition=definition)
 
 
+def _preset(pack: Pack):
+    from evidently.presets import ClassificationPreset, RegressionPreset
+
+    return ClassificationPreset() if pack.task == "binary" else RegressionPreset()
+
+
+_EVIDENTLY_METRICS = {"RocAuc": "auc", "LogLoss": "logloss", "Accuracy": "accuracy",
+                      "F1Score": "f1", "Precision": "precision", "Recall": "recall",
+                      "RMSE": "rmse", "MAE": "mae", "R2Score": "r2"}
+
+
 def _metric_values(snapshot) -> dict[str, float]:
-    wanted = {"RocAuc": "auc", "LogLoss": "logloss", "Accuracy": "accuracy", "F1Score": "f1",
-              "Precision": "precision", "Recall": "recall"}
     values = {}
     for metric in snapshot.dict()["metrics"]:
         name = metric["metric_name"].split("(", 1)[0]
-        if name in wanted and not isinstance(metric["value"], dict):
-            values[wanted[name]] = float(metric["value"])
+        value = metric["value"]
+        if isinstance(value, dict):  # MAE carries {"mean", "std"}
+            value = value.get("mean")
+        if name in _EVIDENTLY_METRICS and value is not None:
+            values[_EVIDENTLY_METRICS[name]] = float(value)
     return values
 
 
-def feature_drift(current: pd.DataFrame, reference: pd.DataFrame, threshold: float,
-                  html_path: Path | None = None, json_path: Path | None = None) -> dict:
-    """Evidently data drift of ``current`` against ``reference`` over the model's features.
+def feature_drift(pack: Pack, current: pd.DataFrame, reference: pd.DataFrame,
+                  threshold: float, html_path: Path | None = None,
+                  json_path: Path | None = None) -> dict:
+    """Evidently data drift of ``current`` against ``reference`` over the pack's features.
 
     :param threshold: per-column drift score above which a column counts as drifted.
 
@@ -123,12 +149,12 @@ def feature_drift(current: pd.DataFrame, reference: pd.DataFrame, threshold: flo
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    from driftline.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-
-    definition = DataDefinition(numerical_columns=NUMERIC_FEATURES,
-                                categorical_columns=CATEGORICAL_FEATURES)
-    cur = Dataset.from_pandas(current[FEATURES].reset_index(drop=True), data_definition=definition)
-    ref = Dataset.from_pandas(reference[FEATURES].reset_index(drop=True),
+    features = pack.features
+    definition = DataDefinition(numerical_columns=pack.numeric_features,
+                                categorical_columns=pack.categorical_features)
+    cur = Dataset.from_pandas(current[features].reset_index(drop=True),
+                              data_definition=definition)
+    ref = Dataset.from_pandas(reference[features].reset_index(drop=True),
                               data_definition=definition)
     snapshot = Report([DataDriftPreset(threshold=threshold)], include_tests=True).run(
         cur, ref)
@@ -157,48 +183,78 @@ def summarize_drift(report: dict) -> dict:
     return summary
 
 
-def run_gate(candidate: ModelVersion, champion: ModelVersion | None, limits: GateSettings,
-             report_dir: Path, column_drift_threshold: float = 0.3) -> GateVerdict:
+def _label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric)
+
+
+def _floor_check(metric: str, value: float, floor: float) -> GateCheck:
+    higher = metric in HIGHER_IS_BETTER
+    passed = value >= floor if higher else value <= floor
+    return GateCheck(f"candidate {_label(metric)} on holdout", value, ">=" if higher else "<=",
+                     floor, passed)
+
+
+def _worsening_check(metric: str, candidate: float, champion: float, limit: float) -> GateCheck:
+    higher = metric in HIGHER_IS_BETTER
+    worse = champion - candidate if higher else candidate - champion
+    name = f"{_label(metric)} {'drop' if higher else 'increase'} vs champion"
+    return GateCheck(name, worse, "<=", limit, worse <= limit,
+                     f"champion {champion:.4f}, candidate {candidate:.4f}")
+
+
+def same_label(candidate: ModelVersion, champion: ModelVersion) -> bool:
+    """Whether both models learned the same label definition (recorded at training)."""
+    theirs = (champion.metadata.get("pack") or {}).get("label_digest")
+    ours = (candidate.metadata.get("pack") or {}).get("label_digest")
+    return theirs == ours
+
+
+def run_gate(pack: Pack, candidate: ModelVersion, champion: ModelVersion | None,
+             limits: GateSettings, report_dir: Path,
+             column_drift_threshold: float = 0.3) -> GateVerdict:
     """Compare ``candidate`` with ``champion`` and decide whether it may be deployed.
 
-    Without a champion (first deploy) only the absolute quality floor applies.
+    Without a champion (first deploy) only the floors apply. A champion trained under
+    another label definition is not comparable: the gate refuses (check "label definition
+    same as champion") unless ``allow_label_change``, in which case only the floors apply
+    and the verdict says why.
 
     :param report_dir: where ``verdict.json``, ``quality.html`` and ``drift.html`` go.
     :param column_drift_threshold: per-column drift score for the training-data drift check.
     """
     from evidently import Report
-    from evidently.presets import ClassificationPreset
 
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     holdout = candidate.holdout()
-    cand_scored = _scored(candidate, holdout)
-    cand_snapshot = Report([ClassificationPreset()]).run(_quality(cand_scored))
+    cand_scored = _scored(pack, candidate, holdout)
+    cand_snapshot = Report([_preset(pack)]).run(_quality(pack, cand_scored))
     cand = _metric_values(cand_snapshot)
-    checks = [GateCheck("candidate AUC on holdout", cand["auc"], ">=", limits.min_auc,
-                        cand["auc"] >= limits.min_auc)]
-    metrics: dict = {"candidate": cand, "holdout_rows": len(holdout)}
+    checks = [_floor_check(m, cand[m], floor) for m, floor in limits.floors.items()]
+    metrics: dict = {"candidate": cand, "holdout_rows": len(holdout), "metric": pack.metric}
 
-    if champion is None:
+    comparable = champion is not None and same_label(candidate, champion)
+    if champion is not None and not comparable:
+        metrics["label_changed"] = True
+        checks.append(GateCheck(
+            "label definition same as champion", None, "==", 1.0, limits.allow_label_change,
+            f"{champion.version} was trained under another label definition; "
+            + ("allowed by [gate] allow_label_change: only the floors apply"
+               if limits.allow_label_change else
+               "its metrics are not comparable (set [gate] allow_label_change = true to "
+               "promote on the floors alone)")))
+    if not comparable:
         cand_snapshot.save_html(str(report_dir / "quality.html"))
     else:
-        champ_scored = _scored(champion, holdout)
-        champ = _metric_values(Report([ClassificationPreset()]).run(_quality(champ_scored)))
+        champ_scored = _scored(pack, champion, holdout)
+        champ = _metric_values(Report([_preset(pack)]).run(_quality(pack, champ_scored)))
         metrics["champion"] = champ
-        Report([ClassificationPreset()]).run(
-            _quality(cand_scored), _quality(champ_scored)).save_html(
+        Report([_preset(pack)]).run(
+            _quality(pack, cand_scored), _quality(pack, champ_scored)).save_html(
             str(report_dir / "quality.html"))
-        auc_drop = champ["auc"] - cand["auc"]
-        checks.append(GateCheck("AUC drop vs champion", auc_drop, "<=", limits.max_auc_drop,
-                                auc_drop <= limits.max_auc_drop,
-                                f"champion {champ['auc']:.4f}, candidate {cand['auc']:.4f}"))
-        ll_increase = cand["logloss"] - champ["logloss"]
-        checks.append(GateCheck("log loss increase vs champion", ll_increase, "<=",
-                                limits.max_logloss_increase,
-                                ll_increase <= limits.max_logloss_increase,
-                                f"champion {champ['logloss']:.4f}, "
-                                f"candidate {cand['logloss']:.4f}"))
-        drift = feature_drift(candidate.reference(), champion.reference(),
+        checks += [_worsening_check(m, cand[m], champ[m], limit)
+                   for m, limit in limits.max_worsening.items()]
+        drift = feature_drift(pack, candidate.reference(), champion.reference(),
                               column_drift_threshold, html_path=report_dir / "drift.html",
                               json_path=report_dir / "drift.json")
         metrics["train_drift"] = drift

@@ -1,8 +1,9 @@
-"""The ingest stage for one day: landing file → checks → versioned partition, or quarantine.
+"""The ingest stage for one data interval: landing file → checks → versioned partition, or
+quarantine.
 
-Idempotent per day: the partition is rebuilt from the landing file and replaced whole, so a
-rerun or backfill gives the same content hash and never duplicates rows. A file that fails
-its checks is moved to quarantine with a reason file and nothing is written to the lake.
+Idempotent per interval: the partition is rebuilt from the landing file and replaced whole,
+so a rerun or backfill gives the same content hash and never duplicates rows. A file that
+fails its checks is moved to quarantine with a reason file and nothing is written to the lake.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from driftline.settings import Settings
-from driftline.sources import landing_path, read_landing_file
+from driftline.landing import read_landing_file
 from driftline.validation import (
     Check,
     DataValidationError,
@@ -23,52 +23,54 @@ from driftline.validation import (
     validate_landing_frame,
 )
 from driftline.versioning import DataRepo, PartitionVersion
+from driftline.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 
-def quarantine(settings: Settings, source: Path, result: ValidationResult) -> Path:
+def quarantine(ws: Workspace, source: Path, result: ValidationResult) -> Path:
     """Move a rejected landing file aside with ``<file>.reason.json`` next to it."""
-    settings.quarantine_dir.mkdir(parents=True, exist_ok=True)
-    target = settings.quarantine_dir / source.name
-    reason = {**result.to_dict(), "quarantined_at": dt.datetime.now(dt.UTC).isoformat(),
+    ws.quarantine_dir.mkdir(parents=True, exist_ok=True)
+    target = ws.quarantine_dir / source.name
+    reason = {**result.to_dict(), "pack": ws.name,
+              "quarantined_at": dt.datetime.now(dt.UTC).isoformat(),
               "failed": [c.describe() for c in result.failures]}
     reason_path = target.with_name(target.name + ".reason.json")
     reason_path.write_text(json.dumps(reason, indent=2, default=str))
     shutil.move(str(source), target)
-    log.error("quarantined %s → %s (reason in %s)", source, target, reason_path.name)
+    log.error("quarantined %s (reason in %s)", source.name, reason_path.name)
     return target
 
 
-def ingest_day(settings: Settings, day: dt.date) -> PartitionVersion:
-    """Ingest the landing file of ``day``.
+def ingest_interval(ws: Workspace, start: dt.date) -> PartitionVersion:
+    """Ingest the landing file of the data interval starting on ``start``.
 
-    :raises FileNotFoundError: the day's file has not landed.
+    :raises FileNotFoundError: the interval's file has not landed.
     :raises DataValidationError: the file failed a check; it is quarantined.
     """
-    source = landing_path(settings.landing_dir, day)
+    pack = ws.pack
+    source = ws.landing_path(start)
     try:
-        frame = read_landing_file(source)
-    except ValueError as exc:  # unreadable CSV: quarantine with the parser's message
-        result = ValidationResult(source.name, 0, [Check("readable CSV", None, str(exc),
-                                                         "parseable", False)])
-        quarantine(settings, source, result)
+        frame = read_landing_file(pack, source)
+    except ValueError as exc:  # unreadable file: quarantine with the parser's message
+        result = ValidationResult(source.name, 0, [Check("readable file", None, str(exc),
+                                                         pack.spec.landing.format, False)])
+        quarantine(ws, source, result)
         raise DataValidationError(result) from exc
-    result = validate_landing_frame(frame, source.name, settings.validation)
-    _save_validation(settings, day, result)
+    result = validate_landing_frame(pack, frame, source.name, ws.validation, start=start)
+    _save_validation(ws, start, result)
     for check in result.failures:
         log.error("check failed: %s", check.describe())
     if not result.passed:
-        quarantine(settings, source, result)
+        quarantine(ws, source, result)
         raise DataValidationError(result)
     log.info("%s passed %d checks (%d rows)", source.name, len(result.checks), result.rows)
-    repo = DataRepo(settings.data_repo, settings.dvc_remote)
-    return repo.write_partition(day, frame)
+    return DataRepo.of(ws).write_partition(start, frame)
 
 
-def _save_validation(settings: Settings, day: dt.date, result: ValidationResult) -> None:
-    out = settings.reports_dir / "validation"
+def _save_validation(ws: Workspace, start: dt.date, result: ValidationResult) -> None:
+    out = ws.reports_dir / "validation"
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{day.isoformat()}.{os.getpid()}"
+    tmp = out / f".{start.isoformat()}.{os.getpid()}"
     tmp.write_text(json.dumps(result.to_dict(), indent=2, default=str))
-    os.replace(tmp, out / f"{day.isoformat()}.json")
+    os.replace(tmp, out / f"{start.isoformat()}.json")

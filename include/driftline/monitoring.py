@@ -19,8 +19,8 @@ import pandas as pd
 from driftline.evaluation import feature_drift
 from driftline.features import build_features
 from driftline.registry import Registry
-from driftline.settings import Settings
 from driftline.versioning import DataRepo
+from driftline.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,8 @@ CLAIM_FILE = "retrain_claim.json"
 MIN_ROWS = 200
 
 
-def drift_dir(settings: Settings) -> Path:
-    return settings.reports_dir / "drift"
+def drift_dir(ws: Workspace) -> Path:
+    return ws.reports_dir / "drift"
 
 
 def report_id_for(start: dt.date, end: dt.date) -> str:
@@ -38,50 +38,54 @@ def report_id_for(start: dt.date, end: dt.date) -> str:
     return f"drift_{start.isoformat()}_{end.isoformat()}"
 
 
-def _served_inputs(settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
+def _served_inputs(ws: Workspace, start: dt.date, end: dt.date) -> pd.DataFrame:
     from driftline.serving.prediction_log import read_served_inputs
 
-    return read_served_inputs(settings.serving_dir, start, end)
+    return read_served_inputs(ws.pack, ws.serving_dir, start, end)
 
 
-def run_drift_report(settings: Settings, start: dt.date, end: dt.date,
+def run_drift_report(ws: Workspace, start: dt.date, end: dt.date,
                      data_version: str | None = None) -> dict:
     """Build the drift report of ``[start, end]`` against the champion's reference data.
 
     Two current datasets are compared when present: the ingested partitions of the interval
-    and the inputs the model server logged for flights in it. The report's ``share`` is the
+    and the inputs the model server logged for events in it. The report's ``share`` is the
     larger of the two drifted-column shares.
 
     :raises LookupError: there is no champion yet, or no data in the interval.
     """
-    champion = Registry(settings.registry_dir, settings.model_name).champion()
+    pack = ws.pack
+    champion = Registry(ws.registry_dir, ws.model_name).champion()
     if champion is None:
-        raise LookupError("no champion model is live yet: nothing to monitor against")
-    repo = DataRepo(settings.data_repo, settings.dvc_remote)
+        raise LookupError(f"no {pack.name} champion model is live yet: nothing to monitor "
+                          "against")
+    repo = DataRepo.of(ws)
     data_version = data_version or repo.head()
     reference = champion.reference()
     report_id = report_id_for(start, end)
-    out = drift_dir(settings) / report_id
+    out = drift_dir(ws) / report_id
     out.mkdir(parents=True, exist_ok=True)
 
     datasets = {}
-    lake = build_features(repo.read_days(data_version, start, end))
-    column_threshold = settings.monitor.column_drift_threshold
-    datasets["lake"] = feature_drift(lake, reference, column_threshold, out / "lake.html",
-                                     out / "lake.json")
+    lake = build_features(pack, repo.read_days(data_version, start, end))
+    column_threshold = ws.monitor.column_drift_threshold
+    datasets["lake"] = feature_drift(pack, lake, reference, column_threshold,
+                                     out / "lake.html", out / "lake.json")
     datasets["lake"]["rows"] = len(lake)
-    served = _served_inputs(settings, start, end)
+    served = _served_inputs(ws, start, end)
     if len(served) >= MIN_ROWS:
-        datasets["served"] = feature_drift(build_features(served), reference, column_threshold,
-                                           out / "served.html", out / "served.json")
+        datasets["served"] = feature_drift(pack, build_features(pack, served), reference,
+                                           column_threshold, out / "served.html",
+                                           out / "served.json")
         datasets["served"]["rows"] = len(served)
     else:
         log.info("only %d served rows in %s..%s (< %d): served inputs not compared",
                  len(served), start, end, MIN_ROWS)
     share = max(d["share"] for d in datasets.values())
-    threshold = settings.monitor.drift_share_threshold
+    threshold = ws.monitor.drift_share_threshold
     summary = {
-        "report_id": report_id, "start": start.isoformat(), "end": end.isoformat(),
+        "pack": pack.name, "report_id": report_id, "start": start.isoformat(),
+        "end": end.isoformat(),
         "model_version": champion.version, "data_version": data_version,
         "share": share, "threshold": threshold, "crossed": share >= threshold,
         "datasets": datasets, "report_dir": str(out),
@@ -90,8 +94,8 @@ def run_drift_report(settings: Settings, start: dt.date, end: dt.date,
     tmp = out / f".{SUMMARY_FILE}.{os.getpid()}"
     tmp.write_text(json.dumps(summary, indent=2))
     os.replace(tmp, out / SUMMARY_FILE)
-    log.info("drift %s: share %.3f (threshold %.3f) %s; drifted lake columns: %s", report_id,
-             share, threshold, "CROSSED" if summary["crossed"] else "below",
+    log.info("%s drift %s: share %.3f (threshold %.3f) %s; drifted lake columns: %s",
+             pack.name, report_id, share, threshold, "CROSSED" if summary["crossed"] else "below",
              ", ".join(datasets["lake"]["drifted"]) or "none")
     return summary
 

@@ -1,15 +1,18 @@
-"""Where driftline keeps its state and which thresholds it applies.
+"""Where driftline keeps its state, where its dataset packs are, and the thresholds it applies.
 
-Every stage reads one :class:`Settings`. The embedded defaults work with nothing set up:
-state lives under ``$DRIFTLINE_HOME`` (default ``./.driftline``). A TOML file named by
-``$DRIFTLINE_CONFIG`` overrides any field, e.g.::
-
-    [gate]
-    min_auc = 0.62
-    max_auc_drop = 0.005
+The embedded defaults work with nothing set up: state lives under ``$DRIFTLINE_HOME`` (default
+``./.driftline``), packs under ``$DRIFTLINE_PACKS`` (default ``./packs``). A TOML file named by
+``$DRIFTLINE_CONFIG`` overrides any field. A section's fields apply to every pack unless the
+pack's own spec sets them; ``[packs.<name>.<section>]`` overrides one pack's spec::
 
     [monitor]
     drift_share_threshold = 0.4
+
+    [packs.flights.gate]
+    floors = {auc = 0.62}
+
+Every section is validated strictly: an unknown key or a wrong type names the file, the
+section and what was expected.
 """
 
 from __future__ import annotations
@@ -17,21 +20,37 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
+import pydantic
+from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
-@dataclass(frozen=True)
+STRICT = pydantic.ConfigDict(extra="forbid")
+
+
+def dataclass(cls=None, /, **kwargs):
+    """A frozen dataclass whose fields are type-checked and unknown fields refused."""
+    def wrap(c):
+        return _pydantic_dataclass(c, frozen=True, config=STRICT)
+    return wrap if cls is None else wrap(cls)
+
+
+@dataclass
 class ValidationSettings:
-    """Data-quality limits applied to each landing file."""
+    """Data-quality limits applied to each landing file (columns' own limits are in the
+    pack's spec)."""
 
     min_rows: int = 50
-    max_null_share_required: float = 0.0
-    max_null_share_weather: float = 0.5
     max_out_of_range_share: float = 0.005
+    """Largest share of a column's values outside its declared range."""
+    max_unknown_category_share: float = 0.0
+    """Largest share of a column's values outside its declared categories."""
+    max_outside_interval_share: float = 0.0
+    """Largest share of rows whose time falls outside the file's data interval."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class TrainingSettings:
     """Defaults for a training run; a run's params override them."""
 
@@ -50,43 +69,42 @@ class TrainingSettings:
     """Fail when ``device`` asks for CUDA and XGBoost fell back to the CPU."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class GateSettings:
-    """Pass/fail thresholds of the promotion gate (candidate vs live champion)."""
+    """Pass/fail rules of the promotion gate (candidate vs live champion, same holdout)."""
 
-    min_auc: float = 0.60
-    max_auc_drop: float = 0.01
-    """The candidate may be at most this much worse than the champion on the same holdout."""
-    max_logloss_increase: float = 0.02
+    floors: dict[str, float] = field(default_factory=dict)
+    """Per metric, the candidate's limit (a minimum where higher is better, else a maximum)."""
+    max_worsening: dict[str, float] = field(default_factory=dict)
+    """Per metric, how much worse than the champion the candidate may be (metric units)."""
     max_train_drift_share: float = 0.9
     """Share of feature columns drifted between the candidate's training data and the
     champion's reference data above which the candidate is refused as too different."""
+    allow_label_change: bool = False
+    """A champion trained under another label definition is not comparable: the gate refuses,
+    unless this is true; then only the floors apply and the verdict says so."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class MonitorSettings:
     """Drift monitoring and the retrain trigger."""
 
     drift_share_threshold: float = 0.35
-    """Share of the 16 feature columns that must drift for a report to count as drift
-    (shares move in steps of 1/16: 0.35 means 6 or more columns)."""
+    """Share of the feature columns that must drift for a report to count as drift."""
     column_drift_threshold: float = 0.3
     """Per-column drift score (normed Wasserstein for numbers, Jensen-Shannon for categories)
-    above which a column counts as drifted. Evidently's default 0.1 flags hourly weather as
-    drifted even within the training quarter (Feb/Mar vs Q1 reference: 6/16 and 8/16 of
-    columns); at 0.3 those read 1/16 and 2/16 while later months read 4/16 to 7/16."""
+    above which a column counts as drifted (Evidently's default is 0.1)."""
     reference_rows: int = 20_000
     poke_interval_s: float = 5.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class ServingSettings:
-    """Blue-green serving on loopback."""
+    """Blue-green serving on loopback: one router for every pack, two slots per pack.
+    ``host``, ``router_port`` and ``backend`` are installation-wide; a pack may set the rest."""
 
     host: str = "127.0.0.1"
     router_port: int = 8780
-    blue_port: int = 8781
-    green_port: int = 8782
     max_batch_rows: int = 10_000
     start_timeout_s: float = 60.0
     backend: str = "local"
@@ -95,18 +113,21 @@ class ServingSettings:
     shadow_rows: int = 500
     """Most recent served rows replayed to the candidate and the live slot before a switch."""
     shadow_max_disagreement: float = 0.25
-    """Largest share of shadow rows whose late/not-late call may differ from the live slot's.
-    It catches a broken candidate, not a retrained one: the demo's drift retrain (v2 vs v1 on
-    April's served rows) differs on 12.4%."""
+    """Binary packs: largest share of shadow rows whose call may differ from the live slot's.
+    It catches a broken candidate, not a retrained one: the flights demo's drift retrain (v2
+    vs v1 on April's served rows) differs on 12.4%."""
+    shadow_max_relative_diff: float = 0.25
+    """Regression packs: largest mean absolute difference between the candidate's and the
+    live slot's predictions, relative to the live slot's mean absolute prediction."""
     post_switch_watch_s: float = 3.0
     """How long the router is watched after a switch; a failed check rolls back at once."""
     prediction_log_keep_days: int = 400
-    """Prediction log partitions (by flight date) kept; older ones are deleted."""
+    """Prediction log partitions (by event date) kept; older ones are deleted."""
     prediction_log_max_mb: int = 2048
     """Cap on the prediction log's size; past it, new rows are dropped and counted."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class KubernetesServingSettings:
     """Blue-green serving on Kubernetes, used when ``[serving] backend = "kubernetes"``."""
 
@@ -130,7 +151,7 @@ class KubernetesServingSettings:
     in_cluster: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass
 class KubernetesSettings:
     """Where and how training pods run when the training backend is ``kubernetes``."""
 
@@ -149,6 +170,8 @@ class KubernetesSettings:
     """Kubernetes Secret whose keys become the pod's env (e.g. AWS_ACCESS_KEY_ID)."""
     data_repo_url: str = ""
     """Git URL of the data repository as seen from the pod; empty = the local path."""
+    packs_dir: str = "/opt/driftline/packs"
+    """DRIFTLINE_PACKS inside the pod: where the image (or a volume) holds the packs."""
     home: str = "/data/driftline"
     """DRIFTLINE_HOME inside the pod: where ``home_pvc`` is mounted."""
     home_pvc: str = ""
@@ -165,12 +188,22 @@ class KubernetesSettings:
     deferrable: bool = False
 
 
-@dataclass(frozen=True)
+PACK_SECTIONS = ("validation", "training", "gate", "monitor", "serving")
+"""Sections a pack's spec (and ``[packs.<name>]``) may set."""
+INSTALLATION_WIDE = {"serving": {"host", "router_port", "backend"}}
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
-    """All of driftline's configuration. Paths derive from ``home`` unless set."""
+    """All of driftline's installation-wide configuration. Paths derive from ``home``.
+
+    ``sections`` holds the TOML's raw section tables and ``pack_overrides`` its
+    ``[packs.<name>.<section>]`` tables; :func:`driftline.workspace.open_workspace` merges
+    them with a pack's spec.
+    """
 
     home: Path
-    model_name: str = "flight_delay"
+    packs_dir: Path = Path("packs")
     dvc_remote_url: str = ""
     """DVC remote; empty means a local directory remote under ``home``. An ``s3://``
     URL works when credentials come from the environment (never from this file)."""
@@ -182,37 +215,21 @@ class Settings:
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     serving_kubernetes: KubernetesServingSettings = field(
         default_factory=KubernetesServingSettings)
-
-    @property
-    def landing_dir(self) -> Path:
-        return self.home / "landing" / "flights"
-
-    @property
-    def quarantine_dir(self) -> Path:
-        return self.home / "quarantine" / "flights"
-
-    @property
-    def data_repo(self) -> Path:
-        return self.home / "data-repo"
+    sections: dict = field(default_factory=dict)
+    pack_overrides: dict = field(default_factory=dict)
+    config_file: str | None = None
 
     @property
     def dvc_remote(self) -> str:
         return self.dvc_remote_url or str(self.home / "dvc-remote")
 
     @property
-    def registry_dir(self) -> Path:
-        return self.home / "registry"
-
-    @property
-    def reports_dir(self) -> Path:
-        return self.home / "reports"
-
-    @property
     def serving_dir(self) -> Path:
+        """Installation-wide serving state (the router); each pack has a folder below."""
         return self.home / "serving"
 
 
-_SECTIONS = {
+SECTIONS = {
     "validation": ValidationSettings,
     "training": TrainingSettings,
     "gate": GateSettings,
@@ -221,35 +238,69 @@ _SECTIONS = {
     "kubernetes": KubernetesSettings,
     "serving_kubernetes": KubernetesServingSettings,
 }
+TOP_LEVEL = ("dvc_remote_url", "packs_dir")
 
 
-def load_settings(home: str | Path | None = None, config: str | Path | None = None) -> Settings:
+def build_section(name: str, values: dict, where: str):
+    """The settings section ``name`` from ``values`` (strictly validated).
+
+    :param where: names the source in errors, e.g. ``driftline.toml [training]``.
+    :raises ValueError: an unknown key or a wrong type, naming ``where`` and the field.
+    """
+    cls = SECTIONS[name]
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: expected a table of settings, got {values!r}")
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; expected some of {known}")
+    try:
+        return cls(**values)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in exc.errors())
+        raise ValueError(f"{where}: {problems}") from None
+
+
+def load_settings(home: str | Path | None = None, config: str | Path | None = None,
+                  packs_dir: str | Path | None = None) -> Settings:
     """Build settings from the embedded defaults, a TOML file and the environment.
 
     :param home: state directory; default ``$DRIFTLINE_HOME`` or ``./.driftline``.
     :param config: TOML file; default ``$DRIFTLINE_CONFIG`` if set.
-    :raises ValueError: the TOML names an unknown section or key.
+    :param packs_dir: dataset packs; default ``$DRIFTLINE_PACKS``, the TOML's ``packs_dir``
+        or ``./packs``.
+    :raises ValueError: the TOML names an unknown section or key, or a value has the wrong type.
     """
     home = Path(home or os.environ.get("DRIFTLINE_HOME") or ".driftline").absolute()
-    config = config or os.environ.get("DRIFTLINE_CONFIG")
+    config = config or os.environ.get("DRIFTLINE_CONFIG") or None
     overrides = tomllib.loads(Path(config).read_text()) if config else {}
-    kwargs: dict = {"home": home}
+    kwargs: dict = {"home": home, "config_file": str(config) if config else None}
+    sections: dict = {}
     for key, value in overrides.items():
-        if key in _SECTIONS:
-            section = _SECTIONS[key]
-            known = {f.name for f in dataclasses.fields(section)}
-            unknown = set(value) - known
-            if unknown:
-                raise ValueError(
-                    f"{config}: unknown key(s) {sorted(unknown)} in [{key}]; "
-                    f"expected some of {sorted(known)}"
-                )
-            kwargs[key] = section(**value)
-        elif key in {"model_name", "dvc_remote_url"}:
+        if key in SECTIONS:
+            kwargs[key] = build_section(key, value, f"{config} [{key}]")
+            sections[key] = dict(value)
+        elif key == "packs":
+            kwargs["pack_overrides"] = _pack_overrides(value, config)
+        elif key in TOP_LEVEL:
             kwargs[key] = value
         else:
             raise ValueError(
-                f"{config}: unknown setting {key!r}; expected model_name, dvc_remote_url "
-                f"or a section among {sorted(_SECTIONS)}"
-            )
-    return Settings(**kwargs)
+                f"{config}: unknown setting {key!r}; expected {', '.join(TOP_LEVEL)}, "
+                f"[packs.<name>.<section>] or a section among {sorted(SECTIONS)}")
+    packs = packs_dir or os.environ.get("DRIFTLINE_PACKS") or kwargs.get("packs_dir") or "packs"
+    kwargs["packs_dir"] = Path(packs).absolute()
+    return Settings(**kwargs, sections=sections)
+
+
+def _pack_overrides(value, config) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"{config} [packs]: expected [packs.<name>.<section>] tables")
+    for pack, tables in value.items():
+        for section, values in tables.items():
+            where = f"{config} [packs.{pack}.{section}]"
+            if section not in PACK_SECTIONS:
+                raise ValueError(f"{where}: a pack may override only {list(PACK_SECTIONS)}")
+            build_section(section, values, where)
+    return {pack: {s: dict(v) for s, v in tables.items()} for pack, tables in value.items()}

@@ -1,11 +1,12 @@
-"""Train the flight-delay model on an exact data version and register it.
+"""Train a pack's model on an exact data version and register it.
 
 One entrypoint serves every place training runs: an Airflow worker (local, the default) and
 a Kubernetes pod run the same command::
 
-    python -m driftline.training --data-version <git rev> --start 2013-01-01 \
-        --end 2013-03-31 --params '{"max_depth": 6}' --reason "initial" --output result.json
+    python -m driftline.training --pack flights --data-version <git rev> \
+        --start 2013-01-01 --end 2013-03-31 --params '{"max_depth": 6}' --reason "initial"
 
+The objective comes from the pack's task (binary: logistic; regression: squared error).
 The last line on stdout is the result as JSON (model version, metrics, data version, device).
 """
 
@@ -28,24 +29,21 @@ import numpy as np
 import pandas as pd
 
 from driftline import code_version
-from driftline.features import (
-    INPUT_COLUMNS,
-    LABEL,
-    FeatureSchema,
-    build_features,
-    build_label,
-    derive_features,
-    encode,
-)
+from driftline.features import FeatureSchema, build_features, build_label, derive_features, encode
+from driftline.packs import Pack
 from driftline.registry import ModelVersion, Registry
-from driftline.settings import Settings, TrainingSettings, load_settings
+from driftline.settings import TrainingSettings
 from driftline.versioning import DataRepo
+from driftline.workspace import Workspace, open_workspace
 
 log = logging.getLogger(__name__)
 
 HYPERPARAMETERS = ("num_boost_round", "max_depth", "learning_rate", "subsample",
                    "colsample_bytree", "min_child_weight", "nthread", "device")
 SMOKE_ROWS = 20
+LABEL = "__label"
+OBJECTIVES = {"binary": ("binary:logistic", ["auc", "logloss"]),
+              "regression": ("reg:squarederror", ["rmse", "mae"])}
 
 
 class GpuUnavailableError(RuntimeError):
@@ -66,17 +64,20 @@ def resolve_params(defaults: TrainingSettings, overrides: dict | None) -> dict:
     return {**base, **overrides}
 
 
-def run_key(data_version: str, start: dt.date, end: dt.date, params: dict) -> str:
-    """Identity of a training run: same inputs and code, same key (and same model version)."""
+def run_key(data_version: str, start: dt.date, end: dt.date, params: dict,
+            pack_digest: str = "") -> str:
+    """Identity of a training run: same inputs, pack and code, same key (and model version)."""
     blob = json.dumps({"data_version": data_version, "start": str(start), "end": str(end),
-                       "params": params, "code": code_version()}, sort_keys=True)
+                       "params": params, "code": code_version(), "pack": pack_digest},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def split_holdout(raw: pd.DataFrame, holdout_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Time-based split: the last ``holdout_days`` days are held out, never shuffled."""
-    dates = pd.to_datetime(raw[["year", "month", "day"]])
-    cutoff = dates.max() - pd.Timedelta(days=holdout_days - 1)
+def split_holdout(pack: Pack, raw: pd.DataFrame,
+                  holdout_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Time-based split: the last ``holdout_days`` local days are held out, never shuffled."""
+    dates = pack.local_dates(raw[pack.time_column])
+    cutoff = dates.max() - np.timedelta64(holdout_days - 1, "D")
     return raw[dates < cutoff], raw[dates >= cutoff]
 
 
@@ -110,13 +111,41 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict:
     }
 
 
-def predict_proba(booster, raw: pd.DataFrame | Mapping[str, Any],
-                  schema: FeatureSchema) -> np.ndarray:
-    """Late-arrival probability for raw rows (a frame, or one sequence per input column),
-    through the one feature path (:func:`~driftline.features.derive_features`)."""
-    columns = raw if isinstance(raw, Mapping) else {c: raw[c].to_numpy() for c in INPUT_COLUMNS}
-    matrix = encode(derive_features(columns), schema)
+def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict:
+    """RMSE, MAE, R2 and mean error of predictions against true values."""
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    return {
+        "rmse": float(np.sqrt(mean_squared_error(y_true, predicted))),
+        "mae": float(mean_absolute_error(y_true, predicted)),
+        "r2": float(r2_score(y_true, predicted)),
+        "mean_error": float(np.mean(predicted - y_true)),
+        "target_mean": float(np.mean(y_true)),
+        "rows": len(y_true),
+    }
+
+
+def task_metrics(pack: Pack, y_true: np.ndarray, predicted: np.ndarray) -> dict:
+    """The task's holdout metrics (classification or regression)."""
+    if pack.task == "binary":
+        return classification_metrics(y_true, predicted)
+    return regression_metrics(y_true, predicted)
+
+
+def predict(pack: Pack, booster, raw: pd.DataFrame | Mapping[str, Any],
+            schema: FeatureSchema) -> np.ndarray:
+    """The model's output for raw rows (a frame, or one sequence per input column): a
+    probability (binary) or a value (regression), through the one feature path
+    (:func:`~driftline.features.derive_features`)."""
+    columns = raw if isinstance(raw, Mapping) else {c: raw[c].to_numpy() for c in pack.inputs}
+    matrix = encode(derive_features(pack, columns), schema)
     return booster.inplace_predict(matrix, validate_features=False)
+
+
+def request_rows(pack: Pack, raw: pd.DataFrame) -> list[dict]:
+    """Raw rows as a model server's request carries them (JSON types, None for missing)."""
+    present = [c for c in pack.request_columns if c in raw.columns]
+    return json.loads(raw[present].to_json(orient="records", date_format="iso"))
 
 
 def _progress_callback(total: int, every: int = 50):
@@ -134,9 +163,10 @@ def _progress_callback(total: int, every: int = 50):
     return Progress()
 
 
-def train(settings: Settings, data_version: str, start: dt.date, end: dt.date,
+def train(ws: Workspace, data_version: str, start: dt.date, end: dt.date,
           params: dict | None = None, reason: str = "", data_repo: str | None = None) -> dict:
-    """Train on ``[start, end]`` at ``data_version``, evaluate on the time holdout, register.
+    """Train ``ws``'s pack on ``[start, end]`` at ``data_version``, evaluate on the time
+    holdout, register.
 
     :return: the result: model version, metrics, data version, device used, run key.
     :raises LookupError: no data in the window at that version.
@@ -144,29 +174,33 @@ def train(settings: Settings, data_version: str, start: dt.date, end: dt.date,
     """
     import xgboost as xgb
 
-    params = resolve_params(settings.training, params)
-    key = run_key(data_version, start, end, params)
-    registry = Registry(settings.registry_dir, settings.model_name)
+    pack, settings = ws.pack, ws.training
+    params = resolve_params(settings, params)
+    key = run_key(data_version, start, end, params, pack.digest)
+    registry = Registry(ws.registry_dir, ws.model_name)
     existing = registry.find_run(key)
     if existing:
         log.info("run %s already registered as %s; not training again", key, existing.version)
         return _result(existing, reused=True)
 
-    repo = DataRepo(Path(data_repo) if data_repo else settings.data_repo, settings.dvc_remote)
+    repo = DataRepo.of(ws, Path(data_repo) if data_repo else None)
     raw = repo.read_days(data_version, start, end)
-    raw = raw.assign(**{LABEL: build_label(raw)})
+    raw = raw.assign(**{LABEL: build_label(pack, raw)})
     labeled = raw[raw[LABEL].notna()]
-    train_raw, holdout_raw = split_holdout(labeled, settings.training.holdout_days)
+    train_raw, holdout_raw = split_holdout(pack, labeled, settings.holdout_days)
     if train_raw.empty or holdout_raw.empty:
         raise LookupError(f"window {start}..{end} at {data_version[:12]} has too few days for "
-                          f"a {settings.training.holdout_days}-day holdout")
-    log.info("training on %d rows, holding out %d rows (%s .. %s)", len(train_raw),
-             len(holdout_raw), holdout_raw["time_hour"].min(), holdout_raw["time_hour"].max())
+                          f"a {settings.holdout_days}-day holdout")
+    time_col = pack.time_column
+    log.info("training %s on %d rows, holding out %d rows (%s .. %s)", pack.name,
+             len(train_raw), len(holdout_raw), holdout_raw[time_col].min(),
+             holdout_raw[time_col].max())
 
-    train_features = build_features(train_raw)
-    schema = FeatureSchema.fit(train_features)
+    train_features = build_features(pack, train_raw)
+    schema = FeatureSchema.fit(pack, train_features)
+    objective, eval_metric = OBJECTIVES[pack.task]
     booster_params = {
-        "objective": "binary:logistic", "eval_metric": ["auc", "logloss"],
+        "objective": objective, "eval_metric": eval_metric,
         "tree_method": "hist", "device": params["device"], "max_depth": params["max_depth"],
         "learning_rate": params["learning_rate"], "subsample": params["subsample"],
         "colsample_bytree": params["colsample_bytree"],
@@ -178,7 +212,7 @@ def train(settings: Settings, data_version: str, start: dt.date, end: dt.date,
     dtrain = xgb.DMatrix(encode(train_features, schema), label=train_raw[LABEL].to_numpy(),
                          feature_names=schema.features, feature_types=schema.feature_types,
                          enable_categorical=True)
-    dholdout = xgb.DMatrix(encode(build_features(holdout_raw), schema),
+    dholdout = xgb.DMatrix(encode(build_features(pack, holdout_raw), schema),
                            label=holdout_raw[LABEL].to_numpy(), feature_names=schema.features,
                            feature_types=schema.feature_types, enable_categorical=True)
     started = time.perf_counter()
@@ -190,12 +224,12 @@ def train(settings: Settings, data_version: str, start: dt.date, end: dt.date,
     if params["device"].startswith("cuda") and not device.startswith("cuda"):
         message = (f"asked for device {params['device']!r} but XGBoost trained on {device!r}: "
                    "no GPU visible to this process")
-        if settings.training.require_gpu:
+        if settings.require_gpu:
             raise GpuUnavailableError(message)
         log.warning(message)
 
-    proba = booster.predict(dholdout)
-    metrics = classification_metrics(holdout_raw[LABEL].to_numpy(), proba)
+    predicted = booster.predict(dholdout)
+    metrics = task_metrics(pack, holdout_raw[LABEL].to_numpy(), predicted)
     metrics.update(train_rows=len(train_raw), train_seconds=round(train_seconds, 3),
                    device=device)
     log.info("holdout metrics: %s", {k: round(v, 4) if isinstance(v, float) else v
@@ -204,28 +238,30 @@ def train(settings: Settings, data_version: str, start: dt.date, end: dt.date,
     smoke = holdout_raw.head(SMOKE_ROWS)
     metadata = {
         "reason": reason, "data_version": data_version, "code_version": code_version(),
+        "pack": pack.identity(),
         "window": {"start": str(start), "end": str(end)},
-        "holdout": {"start": str(holdout_raw["time_hour"].min()),
-                    "end": str(holdout_raw["time_hour"].max())},
+        "holdout": {"start": str(holdout_raw[time_col].min()),
+                    "end": str(holdout_raw[time_col].max())},
         "params": params, "metrics": metrics, "feature_schema": schema.to_dict(),
-        "training_settings": dataclasses.asdict(settings.training),
-        "smoke": {"rows": json.loads(smoke[INPUT_COLUMNS].to_json(orient="records")),
-                  "predictions": [float(p) for p in proba[:SMOKE_ROWS]]},
+        "training_settings": dataclasses.asdict(settings),
+        "smoke": {"rows": request_rows(pack, smoke),
+                  "predictions": [float(p) for p in predicted[:SMOKE_ROWS]]},
     }
-    reference = train_features.sample(min(len(train_features), settings.training.reference_rows),
+    reference = train_features.sample(min(len(train_features), settings.reference_rows),
                                       random_state=0).sort_index()
     with tempfile.TemporaryDirectory() as tmp:
         model_file = Path(tmp) / "model.ubj"
         booster.save_model(str(model_file))
-        version = registry.register(model_file, metadata, reference, holdout_raw, run_key=key)
-    log.info("registered %s %s (auc %.4f, device %s)", settings.model_name, version.version,
-             metrics["auc"], device)
+        version = registry.register(model_file, metadata, reference,
+                                    holdout_raw.drop(columns=[LABEL]), run_key=key)
+    log.info("registered %s %s (%s %.4f, device %s)", ws.model_name, version.version,
+             pack.metric, metrics[pack.metric], device)
     return _result(version, reused=False)
 
 
 def _result(version: ModelVersion, reused: bool) -> dict:
     meta = version.metadata
-    return {"model_name": version.name, "version": version.version,
+    return {"model_name": version.name, "pack": version.name, "version": version.version,
             "data_version": meta["data_version"], "window": meta["window"],
             "metrics": meta["metrics"], "device": meta["metrics"].get("device"),
             "run_key": meta["run_key"], "sha256": meta["artifact"]["sha256"],
@@ -235,6 +271,8 @@ def _result(version: ModelVersion, reused: bool) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m driftline.training", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pack", required=True, help="dataset pack name (under the packs "
+                        "directory: $DRIFTLINE_PACKS)")
     parser.add_argument("--data-version", required=True, help="git commit of the data repo")
     parser.add_argument("--start", required=True, type=dt.date.fromisoformat)
     parser.add_argument("--end", required=True, type=dt.date.fromisoformat)
@@ -249,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         params = json.loads(args.params)
     except json.JSONDecodeError as exc:
         parser.error(f"--params is not valid JSON: {exc}")
-    result = train(load_settings(), args.data_version, args.start, args.end, params,
+    result = train(open_workspace(args.pack), args.data_version, args.start, args.end, params,
                    args.reason, args.data_repo)
     text = json.dumps(result)
     if args.output:

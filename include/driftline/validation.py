@@ -1,47 +1,26 @@
-"""Schema and data-quality checks for one landing file, run before anything is stored.
+"""Schema and data-quality checks for one landing file, generated from its pack's spec and
+run before anything is stored.
 
-Column presence and types are checked first (a file without them cannot be measured).
-Row count, null shares and value ranges are Evidently tests, so the same report format is
-kept for every file. Every failed check names the column, the measured value and the limit.
+Column presence and types are checked first (a file without them cannot be measured). Row
+count, null shares, value ranges, unknown categories and rows outside the file's data
+interval are Evidently tests, so every file gets the same report format. Every failed check
+names the column, the measured value and the limit.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import pandas as pd
 
+from driftline.packs import Pack
+from driftline.packs.spec import NUMERIC_TYPES
 from driftline.settings import ValidationSettings
 
-NUMERIC, TEXT = "numeric", "text"
-
-# column -> (kind, required non-null, (low, high) physical range or None)
-SCHEMA: dict[str, tuple[str, bool, tuple[float, float] | None]] = {
-    "year": (NUMERIC, True, (2000, 2100)),
-    "month": (NUMERIC, True, (1, 12)),
-    "day": (NUMERIC, True, (1, 31)),
-    "sched_dep_time": (NUMERIC, True, (0, 2359)),
-    "sched_arr_time": (NUMERIC, True, (0, 2359)),
-    "dep_delay": (NUMERIC, False, (-180, 2000)),
-    "arr_delay": (NUMERIC, False, (-180, 2000)),
-    "carrier": (TEXT, True, None),
-    "flight": (NUMERIC, True, (1, 99999)),
-    "origin": (TEXT, True, None),
-    "dest": (TEXT, True, None),
-    "distance": (NUMERIC, True, (1, 6000)),
-    "time_hour": (TEXT, True, None),
-    "temp": (NUMERIC, False, (-40, 130)),
-    "dewp": (NUMERIC, False, (-60, 100)),
-    "humid": (NUMERIC, False, (0, 100)),
-    "wind_dir": (NUMERIC, False, (0, 360)),
-    "wind_speed": (NUMERIC, False, (0, 150)),
-    "wind_gust": (NUMERIC, False, (0, 200)),
-    "precip": (NUMERIC, False, (0, 10)),
-    "pressure": (NUMERIC, False, (850, 1100)),
-    "visib": (NUMERIC, False, (0, 100)),
-}
-WEATHER_NULL_CHECKED = ["temp", "humid", "wind_speed", "precip", "visib"]
-"""Weather columns whose null share is limited; wind_gust/pressure are sparse at source."""
+TIME_OFFSET = "__hours_into_interval"
+"""A computed column: hours from the interval's start to each row's time (must be in range)."""
 
 
 @dataclass(frozen=True)
@@ -90,45 +69,79 @@ class DataValidationError(ValueError):
         super().__init__(f"{result.source} failed validation: {reasons}")
 
 
-def _schema_checks(df: pd.DataFrame) -> list[Check]:
+def _schema_checks(pack: Pack, df: pd.DataFrame) -> list[Check]:
     checks = []
-    for column, (kind, _, _) in SCHEMA.items():
+    for column, spec in pack.spec.columns.items():
         if column not in df.columns:
-            checks.append(Check("required column present", column, "missing", "present", False))
+            if spec.required:
+                checks.append(Check("required column present", column, "missing", "present",
+                                    False))
             continue
         series = df[column]
-        if kind == NUMERIC:
+        if spec.type in NUMERIC_TYPES:
             ok = pd.api.types.is_numeric_dtype(series) or series.isna().all()
-            actual = str(series.dtype)
+            expected = "numeric"
         else:
             ok = pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
-            actual = str(series.dtype)
+            expected = "text"
         if not ok:
-            checks.append(Check("column type", column, actual, kind, False))
+            checks.append(Check("column type", column, str(series.dtype), expected, False))
     return checks
 
 
-def _quality_checks(df: pd.DataFrame, limits: ValidationSettings) -> list[Check]:
+def hours_into_interval(pack: Pack, df: pd.DataFrame, start: dt.date) -> np.ndarray:
+    """Hours from the interval's start (local midnight) to each row's time; NaN when the
+    time does not parse."""
+    times = pack_times(pack, df[pack.time_column])
+    origin = np.datetime64(start.isoformat(), "ns")
+    return (times.to_numpy() - origin) / np.timedelta64(1, "h")
+
+
+def pack_times(pack: Pack, values) -> pd.Series:
+    from driftline.packs.timeline import local_times
+
+    return local_times(values, pack.spec.time)
+
+
+def _quality_checks(pack: Pack, df: pd.DataFrame, limits: ValidationSettings,
+                    start: dt.date | None) -> list[Check]:
     from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import MissingValueCount, OutRangeValueCount, RowCount
+    from evidently.metrics import (
+        MissingValueCount,
+        OutListValueCount,
+        OutRangeValueCount,
+        RowCount,
+    )
     from evidently.tests import gte, lte
 
-    numeric = [c for c, (kind, _, _) in SCHEMA.items() if kind == NUMERIC]
-    text = [c for c, (kind, _, _) in SCHEMA.items() if kind == TEXT]
+    columns = {c: s for c, s in pack.spec.columns.items() if c in df.columns}
+    numeric = [c for c, s in columns.items() if s.type in NUMERIC_TYPES]
+    text = [c for c in columns if c not in numeric]
     metrics = [RowCount(tests=[gte(limits.min_rows)])]
-    for column, (_, required, bounds) in SCHEMA.items():
-        if required:
-            metrics.append(MissingValueCount(
-                column=column, share_tests=[lte(limits.max_null_share_required)]))
-        elif column in WEATHER_NULL_CHECKED:
-            metrics.append(MissingValueCount(
-                column=column, share_tests=[lte(limits.max_null_share_weather)]))
-        if bounds and df[column].notna().any():
+    frame = df[list(columns)]
+    for column, spec in columns.items():
+        limit = 0.0 if not spec.nullable else spec.max_null_share
+        if limit is not None:
+            metrics.append(MissingValueCount(column=column, share_tests=[lte(limit)]))
+        if spec.range and df[column].notna().any():
             metrics.append(OutRangeValueCount(
-                column=column, left=bounds[0], right=bounds[1],
+                column=column, left=spec.range[0], right=spec.range[1],
                 share_tests=[lte(limits.max_out_of_range_share)]))
+        if spec.categories is not None and df[column].notna().any():
+            metrics.append(OutListValueCount(
+                column=column, values=list(spec.categories),
+                share_tests=[lte(limits.max_unknown_category_share)]))
+    if start is not None:
+        end = pack.interval_end(start)
+        hours = (dt.datetime.combine(end, dt.time()) - dt.datetime.combine(start, dt.time()))
+        frame = frame.assign(**{TIME_OFFSET: hours_into_interval(pack, df, start)})
+        numeric = [*numeric, TIME_OFFSET]
+        metrics.append(OutRangeValueCount(
+            column=TIME_OFFSET, left=0.0, right=hours.total_seconds() / 3600 - 1e-9,
+            share_tests=[lte(limits.max_outside_interval_share)]))
+        metrics.append(MissingValueCount(column=TIME_OFFSET, share_tests=[lte(0.0)]))
     dataset = Dataset.from_pandas(
-        df, data_definition=DataDefinition(numerical_columns=numeric, categorical_columns=text))
+        frame, data_definition=DataDefinition(numerical_columns=numeric, categorical_columns=text))
     report = Report(metrics, include_tests=True).run(dataset).dict()
     values = {metric["id"]: metric["value"] for metric in report["metrics"]}
     return [_check_from_test(test, values) for test in report["tests"]]
@@ -142,24 +155,34 @@ def _check_from_test(test: dict, values: dict) -> Check:
     if isinstance(value, dict):  # count metrics carry {"count", "share"}; tests use the share
         value = value.get("share", value.get("count"))
     names = {"RowCount": "row count", "MissingValueCount": "null share",
-             "OutRangeValueCount": "out-of-range share"}
+             "OutRangeValueCount": "out-of-range share",
+             "OutListValueCount": "unknown-category share"}
     name = names.get(metric_type, metric_type)
     if metric_type == "OutRangeValueCount":
         name += f" [{params['left']}, {params['right']}]"
+    if column == TIME_OFFSET:
+        column = None
+        name = ("share of rows outside the data interval" if metric_type == "OutRangeValueCount"
+                else "share of rows whose time does not parse")
     return Check(name=name, column=column, value=round(float(value), 6),
                  threshold=test["test_config"]["threshold"], passed=test["status"] == "SUCCESS")
 
 
-def validate_landing_frame(df: pd.DataFrame, source: str,
-                           limits: ValidationSettings | None = None) -> ValidationResult:
-    """Check one day's landing data.
+def validate_landing_frame(pack: Pack, df: pd.DataFrame, source: str,
+                           limits: ValidationSettings | None = None,
+                           start: dt.date | None = None) -> ValidationResult:
+    """Check one interval's landing data against its pack's spec.
 
-    :param df: the file's rows as read by :func:`driftline.sources.read_landing_file`.
+    :param df: the file's rows as read by :func:`driftline.landing.read_landing_file`.
     :param source: the file name, used in every message.
     :param limits: thresholds; default :class:`ValidationSettings`.
+    :param start: the data interval's first day: every row's time must fall inside it.
     """
     limits = limits or ValidationSettings()
-    schema_failures = _schema_checks(df)
+    schema_failures = _schema_checks(pack, df)
     if schema_failures:  # quality metrics cannot run on a file without its columns
         return ValidationResult(source, len(df), schema_failures)
-    return ValidationResult(source, len(df), _quality_checks(df, limits))
+    if df.empty:  # Evidently's metrics fail on an empty frame; nothing else can be measured
+        return ValidationResult(source, 0, [Check("row count", None, 0, f">= {limits.min_rows}",
+                                                  False)])
+    return ValidationResult(source, len(df), _quality_checks(pack, df, limits, start))

@@ -1,4 +1,5 @@
-"""The versioned data lake: one Parquet partition per day in a git + DVC repository.
+"""The versioned data lake: one Parquet partition per data interval in a git + DVC
+repository per pack.
 
 A *data version* is the git commit of the data repository: it pins every partition's
 content hash (the ``.dvc`` files), so training can read exactly what it was given with
@@ -21,13 +22,12 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock
 
-from driftline.sources import LANDING_COLUMNS
+from driftline.packs import Pack
 
 log = logging.getLogger(__name__)
 
-PARTITION_ROOT = "flights"
-TEXT_COLUMNS = {"carrier", "tailnum", "origin", "dest", "time_hour"}
-SORT_KEY = ["time_hour", "origin", "carrier", "flight", "sched_dep_time", "tailnum"]
+PARTITION_ROOT = "partitions"
+PARTITION_FILE = "data.parquet"
 
 
 @dataclass(frozen=True)
@@ -45,31 +45,46 @@ class PartitionVersion:
         return dict(self.__dict__)
 
 
-def canonical_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """Fixed column order, types and row order, so the same rows always hash the same."""
-    out = df[LANDING_COLUMNS].copy()
-    for column in LANDING_COLUMNS:
-        if column in TEXT_COLUMNS:
-            out[column] = out[column].astype("string")
+def canonical_frame(pack: Pack, df: pd.DataFrame) -> pd.DataFrame:
+    """The pack's declared columns in spec order, text as strings and numbers as float64,
+    duplicates dropped and rows sorted by the natural key: the same rows always hash the
+    same. An optional column the file lacks is stored as missing."""
+    out = pd.DataFrame(index=df.index)
+    for column in pack.spec.columns:
+        values = df[column] if column in df.columns else pd.Series(None, index=df.index,
+                                                                   dtype=object)
+        if pack.is_text(column):
+            out[column] = values.astype("string")
         else:
-            out[column] = pd.to_numeric(out[column]).astype("float64")
+            out[column] = pd.to_numeric(values).astype("float64")
     out = out.drop_duplicates()
-    return out.sort_values(SORT_KEY, kind="stable", na_position="last").reset_index(drop=True)
+    return out.sort_values(pack.sort_key, kind="stable",
+                           na_position="last").reset_index(drop=True)
 
 
 class DataRepo:
     """A git + DVC repository of daily partitions with a DVC remote.
 
+    :param pack: the pack whose partitions the repository holds.
     :param root: the repository's working directory (created on first use).
     :param remote_url: DVC remote, a local directory or an ``s3://`` URL.
     :param lock_path: file used to serialise writers; default next to ``root``.
     """
 
-    def __init__(self, root: Path, remote_url: str, lock_path: Path | None = None):
+    def __init__(self, pack: Pack, root: Path, remote_url: str, lock_path: Path | None = None):
+        self.pack = pack
         self.root = Path(root).absolute()
         self.remote_url = remote_url
         self.lock = FileLock(str(lock_path or self.root.with_name(self.root.name + ".lock")),
                              timeout=900)
+
+    @classmethod
+    def of(cls, ws, root: Path | None = None) -> DataRepo:
+        """The data repository of a :class:`~driftline.workspace.Workspace`.
+
+        :param root: another checkout of it (e.g. a pod's clone); default the workspace's.
+        """
+        return cls(ws.pack, root or ws.data_repo, ws.dvc_remote)
 
     # -- setup -------------------------------------------------------------------------
     def _git(self, *args: str) -> str:
@@ -100,8 +115,9 @@ class DataRepo:
             log.info("initialised data repository %s with remote %s", self.root, self.remote_url)
 
     # -- writing -----------------------------------------------------------------------
-    def partition_path(self, day: dt.date) -> Path:
-        return self.root / PARTITION_ROOT / f"date={day.isoformat()}" / "flights.parquet"
+    def partition_path(self, start: dt.date) -> Path:
+        """The partition of the data interval starting on ``start``."""
+        return self.root / PARTITION_ROOT / f"date={start.isoformat()}" / PARTITION_FILE
 
     def head(self) -> str:
         """The newest data version."""
@@ -114,7 +130,7 @@ class DataRepo:
         The partition file is replaced atomically; nothing is committed if a step fails.
         """
         self.ensure()
-        frame = canonical_frame(rows)
+        frame = canonical_frame(self.pack, rows)
         target = self.partition_path(day)
         with self.lock:
             from dvc.repo import Repo
@@ -131,7 +147,7 @@ class DataRepo:
             changed = bool(self._git("status", "--porcelain", "--", str(target.parent)))
             if changed:
                 self._git("commit", "-q", "-m",
-                          f"Ingest flights {day.isoformat()}: {len(frame)} rows")
+                          f"Ingest {self.pack.name} {day.isoformat()}: {len(frame)} rows")
             md5 = _md5_from_dvc_file(dvc_file)
             version = PartitionVersion(day=day.isoformat(), md5=md5, rows=len(frame),
                                        data_version=self.head(), path=str(target),
@@ -157,7 +173,8 @@ class DataRepo:
         return sorted(days)
 
     def read_days(self, data_version: str, start: dt.date, end: dt.date) -> pd.DataFrame:
-        """All rows from ``start`` to ``end`` (inclusive) exactly as of ``data_version``.
+        """All rows of the partitions whose interval starts in ``[start, end]`` (inclusive),
+        exactly as of ``data_version``.
 
         :raises LookupError: no partition of that range exists at that version.
         """
@@ -168,7 +185,7 @@ class DataRepo:
                               f"{start} and {end}")
         frames = []
         for day in days:
-            with fs.open(f"/{PARTITION_ROOT}/date={day.isoformat()}/flights.parquet") as fh:
+            with fs.open(f"/{PARTITION_ROOT}/date={day.isoformat()}/{PARTITION_FILE}") as fh:
                 frames.append(pd.read_parquet(fh))
         log.info("read %d partitions (%s .. %s) at data version %s", len(days), days[0],
                  days[-1], data_version[:12])

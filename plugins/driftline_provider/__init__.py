@@ -27,6 +27,7 @@ def get_provider_info() -> dict:
             "driftline_provider.operators.gate",
             "driftline_provider.operators.deploy",
             "driftline_provider.operators.monitor",
+            "driftline_provider.operators.kubernetes",
         ]}],
         "sensors": [{"integration-name": "driftline",
                      "python-modules": ["driftline_provider.sensors.drift",

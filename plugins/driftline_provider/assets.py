@@ -1,17 +1,23 @@
-"""The Assets driftline's DAGs produce and consume."""
+"""The Assets driftline's DAGs produce and consume: three per pack."""
 
 from __future__ import annotations
 
 from airflow.sdk import Asset
 
-FLIGHTS = Asset(name="driftline_flights", uri="driftline://lake/flights",
-                group="driftline")
-"""A day's partition was ingested; extra: day, md5, rows, data_version."""
 
-CHAMPION = Asset(name="driftline_champion", uri="driftline://registry/flight_delay/champion",
+def data_asset(pack: str) -> Asset:
+    """A partition of ``pack`` was ingested; extra: day, md5, rows, data_version."""
+    return Asset(name=f"driftline_{pack}_data", uri=f"driftline://{pack}/lake",
                  group="driftline")
-"""A new model version went live; extra: version, slot, metrics."""
 
-DRIFT_REPORTS = Asset(name="driftline_drift_reports", uri="driftline://reports/drift",
-                      group="driftline")
-"""A drift report was written; extra: report_id, share, threshold, crossed."""
+
+def champion_asset(pack: str) -> Asset:
+    """A new model version of ``pack`` went live; extra: version, slot, metric value."""
+    return Asset(name=f"driftline_{pack}_champion", uri=f"driftline://{pack}/registry/champion",
+                 group="driftline")
+
+
+def drift_asset(pack: str) -> Asset:
+    """A drift report of ``pack`` was written; extra: report_id, share, threshold, crossed."""
+    return Asset(name=f"driftline_{pack}_drift_reports", uri=f"driftline://{pack}/reports/drift",
+                 group="driftline")

@@ -14,14 +14,15 @@ app = FastAPI(title="driftline", description="driftline model lifecycle state")
 
 
 def _view() -> dict:
-    from driftline.overview import collect
+    from driftline.overview import collect_all
 
-    return collect(DriftlineHook().get_settings())
+    return collect_all(DriftlineHook().get_settings())
 
 
 @app.get("/api/overview")
 def overview() -> dict:
-    """Machine-readable state: models, champion, gate verdicts, drift reports, slots."""
+    """Machine-readable state per pack: models, champion, gate verdicts, drift, slots; and
+    the packs that do not load, with their errors."""
     return _view()
 
 
@@ -29,9 +30,12 @@ def overview() -> dict:
 def page() -> str:
     from driftline.overview import render_text
 
-    text = html.escape(render_text(_view()))
-    return (f"<!doctype html><title>driftline</title><h1>driftline</h1>"
-            f"<pre style='font-size:13px'>{text}</pre>"
+    view = _view()
+    sections = [f"<h2>{html.escape(name)}</h2><pre style='font-size:13px'>"
+                f"{html.escape(render_text(pack))}</pre>" for name, pack in view["packs"].items()]
+    sections += [f"<h2>{html.escape(name)} (does not load)</h2><pre>{html.escape(error)}</pre>"
+                 for name, error in view["broken"].items()]
+    return (f"<!doctype html><title>driftline</title><h1>driftline</h1>{''.join(sections)}"
             f"<p><a href='api/overview'>JSON</a></p>")
 
 

@@ -1,13 +1,16 @@
-"""The model server of one slot: FastAPI on uvicorn, on a loopback port and a unix socket.
+"""The model server of one pack's slot: FastAPI on uvicorn, on a unix socket (and a loopback
+port only when asked).
 
 Run it as::
 
-    python -m driftline.serving.app --slot blue --version v0001 [--port N] [--uds PATH]
+    python -m driftline.serving.app --pack flights --slot blue --version v0001 \
+        [--uds PATH] [--port N]
 
 Settings come from :func:`~driftline.settings.load_settings` (``$DRIFTLINE_HOME``,
-``$DRIFTLINE_CONFIG``). The model is loaded through :meth:`ModelVersion.load_booster`, which
-checks its sha256 first; a model that fails to verify or load stops the process with a
-non-zero exit status and the reason on stderr, before any socket is opened.
+``$DRIFTLINE_CONFIG``, ``$DRIFTLINE_PACKS``). The model is loaded through
+:meth:`ModelVersion.load_booster`, which checks its sha256 first; a model that fails to
+verify or load stops the process with a non-zero exit status and the reason on stderr,
+before any socket is opened.
 
 Endpoints: ``GET /health`` (the process is up), ``GET /ready`` (model loaded and verified,
 503 otherwise), ``GET /version`` and ``POST /predict`` (body ``{"rows": [...]}``, see
@@ -34,12 +37,12 @@ from fastapi.responses import JSONResponse
 from driftline.features import FeatureSchema
 from driftline.registry import ModelVersion, Registry
 from driftline.serving.batcher import MicroBatcher
-from driftline.serving.paths import SLOTS, check_slot, slot_port, slot_socket
+from driftline.serving.paths import SLOTS, check_slot, slot_socket
 from driftline.serving.prediction_log import PredictionLogger
-from driftline.serving.schema import RequestDecoder, RequestError, columns_of
+from driftline.serving.schema import RequestDecoder, RequestError, prediction_items
 from driftline.serving.verify import VERIFY_HEADER
-from driftline.settings import Settings, load_settings
-from driftline.training import predict_proba
+from driftline.training import predict
+from driftline.workspace import Workspace, open_workspace
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,7 @@ class ModelServer:
 
     def __init__(self, api: FastAPI, decoder: RequestDecoder, batcher: MicroBatcher,
                  prediction_log: PredictionLogger, identity: dict):
+        self.pack = decoder.pack
         self.api = api
         self.state = api.state
         self.decoder = decoder
@@ -111,21 +115,20 @@ class ModelServer:
         if self.state.model is None:
             return await self._respond(send, 503, {"detail": "no verified model loaded"})
         try:
-            rows = self.decoder.decode(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            rows, dates = self.decoder.decode(chunks[0] if len(chunks) == 1
+                                              else b"".join(chunks))
         except RequestError as exc:
             return await self._respond(send, exc.status, exc.body())
-        probabilities = (await self.batcher.submit(columns_of(rows), len(rows))).tolist()
+        outputs = (await self.batcher.submit(self.decoder.columns_of(rows), len(rows))).tolist()
         if not any(name == VERIFY_HEADER_BYTES for name, _ in scope["headers"]):
-            self.prediction_log.submit(rows, probabilities)
-        await self._respond(send, 200, {
-            **self.identity,
-            "predictions": [{"late_probability": p, "late": p >= 0.5} for p in probabilities],
-        })
+            self.prediction_log.submit(rows, outputs, dates)
+        await self._respond(send, 200, {**self.identity,
+                                        "predictions": prediction_items(self.pack, outputs)})
 
 
-def create_app(model_version: ModelVersion, slot: str, settings: Settings,
+def create_app(model_version: ModelVersion, slot: str, ws: Workspace,
                booster: Any = None) -> ModelServer:
-    """The model server app for ``model_version`` in ``slot``.
+    """The model server app for ``model_version`` of ``ws``'s pack in ``slot``.
 
     :param booster: the already loaded booster; default: load (and verify) it here.
     :raises ArtifactIntegrityError: the model file does not match its registered sha256.
@@ -137,14 +140,15 @@ def create_app(model_version: ModelVersion, slot: str, settings: Settings,
     served = ServedModel(model_version, booster,
                          FeatureSchema.from_dict(model_version.metadata["feature_schema"]),
                          model_version.metadata["artifact"]["sha256"])
+    pack, serving = ws.pack, ws.serving
     prediction_log = PredictionLogger(
-        settings.serving_dir, slot, model_version.name, model_version.version,
-        keep_days=settings.serving.prediction_log_keep_days,
-        max_bytes=settings.serving.prediction_log_max_mb * 2**20)
-    batcher = MicroBatcher(lambda columns: predict_proba(served.booster, columns, served.schema),
-                           max_rows=max(4096, settings.serving.max_batch_rows))
-    identity = {"model_name": model_version.name, "model_version": model_version.version,
-                "slot": slot}
+        ws.serving_dir, slot, model_version.name, model_version.version,
+        keep_days=serving.prediction_log_keep_days,
+        max_bytes=serving.prediction_log_max_mb * 2**20)
+    batcher = MicroBatcher(lambda columns: predict(pack, served.booster, columns, served.schema),
+                           max_rows=max(4096, serving.max_batch_rows))
+    identity = {"pack": pack.name, "model_name": model_version.name,
+                "model_version": model_version.version, "slot": slot}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -185,7 +189,7 @@ def create_app(model_version: ModelVersion, slot: str, settings: Settings,
         return JSONResponse({**identity, "sha256": model.sha256,
                              "data_version": model.version.data_version, "pid": os.getpid()})
 
-    server = ModelServer(api, RequestDecoder(settings.serving.max_batch_rows), batcher,
+    server = ModelServer(api, RequestDecoder(pack, serving.max_batch_rows), batcher,
                          prediction_log, identity)
     return server
 
@@ -226,36 +230,40 @@ def bind_unix(path: Path) -> socket.socket:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m driftline.serving.app",
                                      description="Serve one model version in one slot.")
+    parser.add_argument("--pack", required=True, help="dataset pack name")
     parser.add_argument("--slot", required=True, choices=SLOTS)
     parser.add_argument("--version", required=True, help="registered model version, e.g. v0001")
-    parser.add_argument("--host", default=None, help="default: settings' serving host")
-    parser.add_argument("--port", type=int, default=None, help="default: the slot's port")
     parser.add_argument("--uds", type=Path, default=None,
-                        help="unix socket path; default: <serving_dir>/run/<slot>.sock")
+                        help="unix socket path; default: <pack serving dir>/run/<slot>.sock")
+    parser.add_argument("--host", default=None, help="with --port: default the serving host")
+    parser.add_argument("--port", type=int, default=None,
+                        help="also listen on this loopback TCP port (default: none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = load_settings()
-    prefix = f"driftline serving [{args.slot}]"
+    prefix = f"driftline serving [{args.pack}/{args.slot}]"
     try:
-        model_version = Registry(settings.registry_dir, settings.model_name).get(args.version)
+        ws = open_workspace(args.pack)
+        model_version = Registry(ws.registry_dir, ws.model_name).get(args.version)
         booster = model_version.load_booster()
-        app = create_app(model_version, args.slot, settings, booster=booster)
+        app = create_app(model_version, args.slot, ws, booster=booster)
     except Exception as exc:  # any failure to verify or load the model refuses to start
-        print(f"{prefix}: refusing to start {settings.model_name} {args.version}: "
+        print(f"{prefix}: refusing to start {args.pack} {args.version}: "
               f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 2
-    host = args.host or settings.serving.host
-    port = args.port or slot_port(settings, args.slot)
-    uds = args.uds or slot_socket(settings, args.slot)
+    uds = args.uds or slot_socket(ws.serving_dir, args.slot)
+    host = args.host or ws.settings.serving.host
     try:
-        sockets = [bind_tcp(host, port), bind_unix(uds)]
+        sockets = [bind_unix(uds)]
+        if args.port:
+            sockets.append(bind_tcp(host, args.port))
     except OSError as exc:
-        print(f"{prefix}: cannot listen on {host}:{port} and {uds}: {exc}", file=sys.stderr,
+        print(f"{prefix}: cannot listen on {uds} (port {args.port}): {exc}", file=sys.stderr,
               flush=True)
         return 3
     uds_inode = os.stat(uds).st_ino
-    log.info("%s: listening on http://%s:%d and unix:%s", prefix, host, port, uds)
+    log.info("%s: listening on unix:%s%s", prefix, uds,
+             f" and http://{host}:{args.port}" if args.port else "")
 
     import uvicorn
 

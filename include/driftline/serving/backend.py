@@ -13,7 +13,7 @@ import datetime as dt
 from typing import Protocol
 
 from driftline.registry import ModelVersion
-from driftline.settings import Settings
+from driftline.workspace import Workspace
 
 BACKENDS = ("local", "kubernetes")
 
@@ -44,18 +44,18 @@ def switch_record(action: str, from_slot: str | None, to_slot: str, version: str
             "switched_at": round(switched_at, 6), **extra}
 
 
-def serving_backend(settings: Settings) -> ServingBackend:
-    """The backend named by ``settings.serving.backend``.
+def serving_backend(ws: Workspace) -> ServingBackend:
+    """The backend named by ``[serving] backend``, for one pack.
 
     :raises ValueError: an unknown backend name.
     """
-    name = settings.serving.backend
+    name = ws.settings.serving.backend
     if name == "local":
         from driftline.serving.bluegreen import BlueGreen
 
-        return BlueGreen(settings)
+        return BlueGreen(ws)
     if name == "kubernetes":
         from driftline.serving.kubernetes import KubernetesBlueGreen
 
-        return KubernetesBlueGreen(settings)
+        return KubernetesBlueGreen(ws)
     raise ValueError(f"[serving] backend = {name!r}: expected one of {list(BACKENDS)}")

@@ -24,16 +24,16 @@ import time
 import httpx
 from filelock import FileLock
 
-from driftline.features import INPUT_COLUMNS
 from driftline.registry import ArtifactIntegrityError, ModelVersion, Registry
 from driftline.serving.backend import switch_record, utc_now
 from driftline.serving.paths import (
     SLOTS,
+    live_link,
     other_slot,
+    router_url,
+    slot_client,
     slot_log,
-    slot_port,
     slot_socket,
-    slot_url,
 )
 from driftline.serving.processes import (
     adopt,
@@ -50,7 +50,8 @@ from driftline.serving.verify import (
     shadow_compare,
     smoke_check,
 )
-from driftline.settings import Settings
+from driftline.settings import INSTALLATION_WIDE, Settings
+from driftline.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -69,31 +70,42 @@ def _toml_value(value) -> str:
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
-def settings_toml(settings: Settings) -> str:
-    """What a slot server reads of ``settings`` (model name and ``[serving]``) as a TOML file
-    for :func:`~driftline.settings.load_settings`, so a server started from code sees the
-    deployer's settings, not whatever its environment names."""
-    lines = [f"model_name = {_toml_value(settings.model_name)}",
-             f"dvc_remote_url = {_toml_value(settings.dvc_remote_url)}", "", "[serving]"]
-    lines += [f"{f.name} = {_toml_value(getattr(settings.serving, f.name))}"
-              for f in dataclasses.fields(settings.serving)]
+def settings_toml(ws: Workspace) -> str:
+    """What a slot server reads of the deployer's settings (the pack's resolved ``[serving]``)
+    as a TOML file for :func:`~driftline.settings.load_settings`, so a server started from
+    code sees the deployer's settings, not whatever its environment names."""
+    wide = INSTALLATION_WIDE["serving"]
+    fields = [f.name for f in dataclasses.fields(ws.serving)]
+    lines = [f"dvc_remote_url = {_toml_value(ws.settings.dvc_remote_url)}", "", "[serving]"]
+    lines += [f"{name} = {_toml_value(getattr(ws.serving, name))}"
+              for name in fields if name in wide]
+    lines += ["", f"[packs.{ws.name}.serving]"]
+    lines += [f"{name} = {_toml_value(getattr(ws.serving, name))}"
+              for name in fields if name not in wide]
     return "\n".join(lines) + "\n"
 
 
 class BlueGreen:
-    """Deploy, switch and roll back model versions between the blue and green slots.
+    """Deploy, switch and roll back one pack's model versions between its blue and green
+    slots, behind the installation's one router.
 
-    :param settings: driftline settings; state lives under ``settings.serving_dir``.
+    :param ws: the pack's workspace; state lives under ``ws.serving_dir``.
     """
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.dir = settings.serving_dir
+    def __init__(self, ws: Workspace):
+        self.ws = ws
+        self.serving = ws.serving
+        self.dir = ws.serving_dir
         self.state_path = self.dir / "state.json"
-        self.router = Router(settings)
+        self.router = Router(ws.settings)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.lock = FileLock(str(self.dir / ".bluegreen.lock"),
-                             timeout=4 * settings.serving.start_timeout_s + 60)
+                             timeout=4 * self.serving.start_timeout_s + 60)
+
+    @property
+    def url(self) -> str:
+        """The pack's endpoint behind the router."""
+        return router_url(self.ws.settings, self.ws.name)
 
     # -- state -------------------------------------------------------------------------
     def _read_state(self) -> dict:
@@ -114,7 +126,7 @@ class BlueGreen:
             return False
         cmdline = process_cmdline(pid)
         return ("driftline.serving.app" in cmdline and f"--slot {slot}" in cmdline
-                and str(slot_socket(self.settings, slot)) in cmdline)
+                and str(slot_socket(self.dir, slot)) in cmdline)
 
     def status(self) -> dict:
         """What is live, what each slot runs, the router, and the switch history."""
@@ -124,28 +136,28 @@ class BlueGreen:
             entry = state["slots"].get(slot) or {}
             pid = entry.get("pid")
             slots[slot] = {"version": entry.get("version"), "pid": pid,
-                           "port": slot_port(self.settings, slot),
+                           "socket": str(slot_socket(self.dir, slot)),
                            "running": self._slot_running(slot, pid),
                            "started_at": entry.get("started_at")}
-        return {"live": state["live"], "slots": slots,
-                "router": {"url": self.router.url, "running": self.router.is_running(),
-                           "points_to": self.router.live_slot()},
+        return {"pack": self.ws.name, "live": state["live"], "slots": slots,
+                "router": {"url": self.url, "running": self.router.is_running(),
+                           "points_to": self.router.live_slot(self.dir)},
                 "history": state["history"]}
 
     # -- slot processes ----------------------------------------------------------------
     def _start_slot(self, slot: str, version: str) -> tuple[subprocess.Popen, int]:
         """Start ``slot``'s server, detached; return it and its log's size before start."""
         config = self.dir / "settings.toml"
-        config.write_text(settings_toml(self.settings))
-        log_path = slot_log(self.settings, slot)
+        config.write_text(settings_toml(self.ws))
+        log_path = slot_log(self.dir, slot)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         offset = log_path.stat().st_size if log_path.exists() else 0
-        env = {**os.environ, "DRIFTLINE_HOME": str(self.settings.home),
-               "DRIFTLINE_CONFIG": str(config)}
-        command = [sys.executable, "-m", "driftline.serving.app", "--slot", slot,
-                   "--version", version, "--host", self.settings.serving.host,
-                   "--port", str(slot_port(self.settings, slot)),
-                   "--uds", str(slot_socket(self.settings, slot))]
+        env = {**os.environ, "DRIFTLINE_HOME": str(self.ws.home),
+               "DRIFTLINE_CONFIG": str(config),
+               "DRIFTLINE_PACKS": str(self.ws.settings.packs_dir)}
+        command = [sys.executable, "-m", "driftline.serving.app", "--pack", self.ws.name,
+                   "--slot", slot, "--version", version,
+                   "--uds", str(slot_socket(self.dir, slot))]
         with open(log_path, "ab") as out:
             out.write(f"\n--- {utc_now()} starting {version} in slot {slot}\n".encode())
             out.flush()
@@ -167,11 +179,10 @@ class BlueGreen:
 
     def _slot_entry(self, slot: str, version: str | None = None,
                     pid: int | None = None) -> dict:
-        return {"version": version, "pid": pid, "port": slot_port(self.settings, slot),
-                "started_at": utc_now() if pid else None}
+        return {"version": version, "pid": pid, "started_at": utc_now() if pid else None}
 
     def _log_tail(self, slot: str, offset: int) -> str:
-        path = slot_log(self.settings, slot)
+        path = slot_log(self.dir, slot)
         with open(path, "rb") as fh:
             fh.seek(offset)
             lines = fh.read().decode(errors="replace").splitlines()
@@ -183,10 +194,10 @@ class BlueGreen:
 
         :raises DeployError: it exited or was not ready within ``start_timeout_s``.
         """
-        url = f"{slot_url(self.settings, slot)}/ready"
-        timeout = self.settings.serving.start_timeout_s
+        url = "/ready"
+        timeout = self.serving.start_timeout_s
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as client:
+        with slot_client(self.dir, slot, timeout=2.0) as client:
             while True:
                 code = process.poll()
                 if code is not None:
@@ -210,19 +221,25 @@ class BlueGreen:
         if process.poll() is None:
             stop_process(process.pid)
         raise DeployError(f"slot {slot}: {version} failed to start: {why}. Server log "
-                          f"({slot_log(self.settings, slot)}), last lines:\n{tail}")
+                          f"({slot_log(self.dir, slot).name}), last lines:\n{tail}")
+
+    def _client(self, slot: str | None, timeout: float = 30.0) -> httpx.Client:
+        """A client to ``slot``'s own socket, or to the pack's endpoint on the router."""
+        if slot:
+            return slot_client(self.dir, slot, timeout=timeout)
+        return httpx.Client(base_url=self.url, timeout=timeout)
 
     def _predictor(self, slot: str | None):
-        """A ``predict`` callable for :mod:`~driftline.serving.verify`: ``slot``'s own port,
-        or the router for None. Its requests are marked so servers do not log them as
-        served traffic."""
-        base = slot_url(self.settings, slot) if slot else self.router.url
+        """A ``predict`` callable for :mod:`~driftline.serving.verify`: ``slot``'s own
+        socket, or the router for None. Its requests are marked so servers do not log them
+        as served traffic."""
         where = f"slot {slot}" if slot else "router"
 
         def predict(rows: list[dict]) -> dict:
             try:
-                response = httpx.post(f"{base}/predict", json={"rows": rows}, timeout=30.0,
-                                      headers={VERIFY_HEADER: "1"})
+                with self._client(slot) as client:
+                    response = client.post("/predict", json={"rows": rows},
+                                           headers={VERIFY_HEADER: "1"})
             except httpx.HTTPError as exc:
                 raise DeployError(f"{where}: predict request failed: {exc!r}") from exc
             if response.status_code != 200:
@@ -237,16 +254,16 @@ class BlueGreen:
 
         :raises DeployError: they disagree on more than the configured share.
         """
-        serving = self.settings.serving
         if not live:
             log.info("shadow comparison skipped: no live slot to compare with")
             return None
-        rows = recent_served_rows(self.dir, serving.shadow_rows, INPUT_COLUMNS)
+        pack = self.ws.pack
+        rows = recent_served_rows(self.dir, self.serving.shadow_rows, pack.request_columns)
         if not rows:
             log.info("shadow comparison skipped: nothing served yet")
             return None
-        return shadow_compare(self._predictor(target), self._predictor(live), rows,
-                              serving.shadow_max_disagreement, f"slot {target}")
+        return shadow_compare(pack, self._predictor(target), self._predictor(live), rows,
+                              self.serving, f"slot {target}")
 
     def _watch(self, slot: str, model_version: ModelVersion) -> str | None:
         """Check through the router for ``post_switch_watch_s`` that ``slot`` stays ready
@@ -254,17 +271,17 @@ class BlueGreen:
 
         :return: the first failure, or None.
         """
-        watch_s = self.settings.serving.post_switch_watch_s
+        watch_s = self.serving.post_switch_watch_s
         deadline = time.monotonic() + watch_s
         checks = 0
-        with httpx.Client(timeout=2.0) as client:
+        with self._client(None, timeout=2.0) as client:
             while True:
                 try:
-                    body = client.get(f"{self.router.url}/ready").json()
+                    body = client.get("/ready").json()
                     if not body.get("ready") or body.get("model_version") != (
                             model_version.version) or body.get("slot") != slot:
                         return f"router /ready answered {body}"
-                    smoke_check(self._predictor(None), model_version, "router")
+                    smoke_check(self.ws.pack, self._predictor(None), model_version, "router")
                 except (httpx.HTTPError, ValueError, DeployError) as exc:
                     return f"{type(exc).__name__}: {exc}"
                 checks += 1
@@ -275,8 +292,8 @@ class BlueGreen:
                 time.sleep(0.2)
 
     def _smoke_test(self, slot: str, model_version: ModelVersion) -> None:
-        """:func:`~driftline.serving.verify.smoke_check` on ``slot``'s own port."""
-        smoke_check(self._predictor(slot), model_version, f"slot {slot}")
+        """:func:`~driftline.serving.verify.smoke_check` on ``slot``'s own socket."""
+        smoke_check(self.ws.pack, self._predictor(slot), model_version, f"slot {slot}")
 
     # -- switching ---------------------------------------------------------------------
     def _switch(self, slot: str, version: str) -> tuple[float, float]:
@@ -286,29 +303,29 @@ class BlueGreen:
         :raises DeployError: the router does not answer with ``version`` from ``slot``.
         """
         last = None
-        with httpx.Client(timeout=2.0) as client:  # made before the switch: it is not free
+        with self._client(None, timeout=2.0) as client:  # made before the switch: not free
             try:
                 self.router.ensure_running()
                 switched_at = time.time()
-                self.router.switch(slot)
+                self.router.switch(self.dir, slot)
             except RouterError as exc:
                 raise DeployError(f"router: {exc}") from exc
             self._drain(other_slot(slot))
             started = time.monotonic()
             while time.monotonic() - started < ROUTER_VERIFY_S:
                 try:
-                    response = client.get(f"{self.router.url}/version")
+                    response = client.get("/version")
                     last = f"{response.status_code} {response.text[:200]}"
                     body = response.json()
                     if body.get("model_version") == version and body.get("slot") == slot:
                         verified_s = time.monotonic() - started
                         log.info("router %s now answers with %s from slot %s (%.3fs)",
-                                 self.router.url, version, slot, verified_s)
+                                 self.url, version, slot, verified_s)
                         return switched_at, verified_s
                 except (httpx.HTTPError, ValueError) as exc:
                     last = repr(exc)
                 time.sleep(0.05)
-        raise DeployError(f"router {self.router.url} did not answer with {version} from slot "
+        raise DeployError(f"router {self.url} did not answer with {version} from slot "
                           f"{slot} within {ROUTER_VERIFY_S:.0f}s; last answer: {last}")
 
     def _drain(self, slot: str) -> None:
@@ -347,12 +364,12 @@ class BlueGreen:
             if (live and live_entry.get("version") == version
                     and self._slot_running(live, live_entry.get("pid"))):
                 log.info("%s is already live in slot %s; nothing to deploy", version, live)
-                if self.router.live_slot() != live or not self.router.is_running():
+                if self.router.live_slot(self.dir) != live or not self.router.is_running():
                     self._switch(live, version)
                 return {**self.status(), "changed": False, "switch": None}
 
             log.info("deploying %s %s: %s", model_version.name, version, reason)
-            served_from = Registry(self.settings.registry_dir, self.settings.model_name)
+            served_from = Registry(self.ws.registry_dir, self.ws.model_name)
             if (served_from.versions_dir / version).resolve() != model_version.path.resolve():
                 raise DeployError(f"refusing to deploy {version}: it is at {model_version.path}"
                                   f", but slot servers load from {served_from.versions_dir}")
@@ -368,8 +385,8 @@ class BlueGreen:
             process, offset = self._start_slot(target, version)
             state["slots"][target] = self._slot_entry(target, version, process.pid)
             self._write_state(state)
-            log.info("started %s in slot %s (pid %d, port %d); waiting for /ready", version,
-                     target, process.pid, slot_port(self.settings, target))
+            log.info("started %s in slot %s (pid %d); waiting for /ready", version, target,
+                     process.pid)
             try:
                 self._wait_ready(target, version, process, offset)
                 set_nice(process.pid, os.getpriority(os.PRIO_PROCESS, 0))
@@ -408,7 +425,7 @@ class BlueGreen:
         log.error("post-switch check of %s failed: %s; rolling back to %s (%s)", version,
                   failure, live, previous)
         switched_at = time.time()
-        self.router.switch(live)
+        self.router.switch(self.dir, live)
         self._drain(target)
         self._record(state, "auto-rollback", target, live, previous, version,
                      f"post-switch check of {version} failed: {failure}", switched_at, 0.0)
@@ -421,9 +438,9 @@ class BlueGreen:
     def _abandon(self, state: dict, target: str, live: str | None) -> None:
         """After a failed deploy: point the router back at ``live``, stop the candidate."""
         log.error("deploy to slot %s failed; stopping it, %s stays live", target, live)
-        if live and self.router.live_slot() != live:
+        if live and self.router.live_slot(self.dir) != live:
             try:
-                self.router.switch(live)
+                self.router.switch(self.dir, live)
             except (RouterError, OSError) as exc:
                 log.error("could not point the router back at %s: %s", live, exc)
         self._stop_slot(state, target)
@@ -448,7 +465,8 @@ class BlueGreen:
                 raise DeployError(f"cannot roll back from {live}: slot {target} runs no model "
                                   f"(version {version}, pid {entry.get('pid')} not running)")
             try:
-                body = httpx.get(f"{slot_url(self.settings, target)}/ready", timeout=5).json()
+                with slot_client(self.dir, target, timeout=5) as client:
+                    body = client.get("/ready").json()
             except (httpx.HTTPError, ValueError) as exc:
                 raise DeployError(f"cannot roll back: slot {target} is not ready: {exc}") from exc
             if not body.get("ready") or body.get("model_version") != version:
@@ -462,14 +480,30 @@ class BlueGreen:
             return {**self.status(), "changed": True, "switch": record}
 
     def stop_all(self) -> None:
-        """Stop both slot servers and nginx; nothing is live afterwards."""
+        """Stop both of this pack's slot servers; nothing of it is live afterwards (the
+        router keeps serving the other packs)."""
         with self.lock:
             state = self._read_state()
             for slot in SLOTS:
                 self._stop_slot(state, slot)
-            self.router.stop()
-            self.router.live_link.unlink(missing_ok=True)
+            live_link(self.dir).unlink(missing_ok=True)
             state["live"] = None
             self._write_state(state)
-            log.info("serving stopped: both slots and the router")
+            log.info("%s serving stopped: both slots", self.ws.name)
+
+
+def stop_serving(settings: Settings) -> None:
+    """Stop every pack's slots that have serving state here, then the router."""
+    from driftline.packs import discover_packs
+
+    packs, _ = discover_packs(settings.packs_dir)
+    for state in sorted(settings.serving_dir.glob("*/state.json")):
+        pack = packs.get(state.parent.name)
+        if pack is not None:
+            BlueGreen(Workspace(settings, pack)).stop_all()
+        else:
+            log.warning("no pack %r in %s: its slots were left running", state.parent.name,
+                        settings.packs_dir)
+    Router(settings).stop()
+    log.info("serving stopped: every pack's slots and the router")
 

@@ -1,10 +1,21 @@
-"""Where each serving part lives: slots, ports, sockets and log files."""
+"""Where each serving part lives: the shared router, and per pack its slots, sockets, state,
+logs and prediction log.
+
+Layout under ``settings.serving_dir``::
+
+    nginx/nginx.conf                       the one router for every pack (config, pid, logs)
+    <pack>/state.json                      live slot, each slot's version and pid, history
+    <pack>/run/blue.sock, green.sock       each slot's unix socket (slots listen on nothing else)
+    <pack>/run/live.sock -> blue.sock      the symlink the router connects through (the switch)
+    <pack>/logs/blue.log, green.log        each slot server's stdout and stderr
+    <pack>/predictions/date=YYYY-MM-DD/<slot>-<pid>.jsonl   the pack's prediction log
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from driftline.settings import Settings
+import httpx
 
 SLOTS = ("blue", "green")
 LIVE_LINK = "live.sock"
@@ -22,45 +33,42 @@ def other_slot(slot: str) -> str:
     return SLOTS[1 - SLOTS.index(check_slot(slot))]
 
 
-def slot_port(settings: Settings, slot: str) -> int:
-    """The loopback TCP port of ``slot``'s server."""
-    return settings.serving.blue_port if check_slot(slot) == "blue" else settings.serving.green_port
+def run_dir(serving_dir: Path) -> Path:
+    """Directory of a pack's unix sockets and its ``live.sock`` symlink."""
+    return Path(serving_dir) / "run"
 
 
-def run_dir(settings: Settings) -> Path:
-    """Directory of the unix sockets and the ``live.sock`` symlink."""
-    return settings.serving_dir / "run"
-
-
-def slot_socket(settings: Settings, slot: str) -> Path:
+def slot_socket(serving_dir: Path, slot: str) -> Path:
     """The unix socket of ``slot``'s server."""
-    return run_dir(settings) / f"{check_slot(slot)}.sock"
+    return run_dir(serving_dir) / f"{check_slot(slot)}.sock"
 
 
-def live_link(settings: Settings) -> Path:
+def live_link(serving_dir: Path) -> Path:
     """The symlink the router connects through; it points at the live slot's socket."""
-    return run_dir(settings) / LIVE_LINK
+    return run_dir(serving_dir) / LIVE_LINK
 
 
-def logs_dir(settings: Settings) -> Path:
-    return settings.serving_dir / "logs"
+def logs_dir(serving_dir: Path) -> Path:
+    return Path(serving_dir) / "logs"
 
 
-def slot_log(settings: Settings, slot: str) -> Path:
+def slot_log(serving_dir: Path, slot: str) -> Path:
     """stdout and stderr of ``slot``'s server process."""
-    return logs_dir(settings) / f"{check_slot(slot)}.log"
+    return logs_dir(serving_dir) / f"{check_slot(slot)}.log"
 
 
 def predictions_dir(serving_dir: Path) -> Path:
-    """Root of the prediction log."""
+    """Root of a pack's prediction log."""
     return Path(serving_dir) / "predictions"
 
 
-def slot_url(settings: Settings, slot: str) -> str:
-    """Base URL of ``slot``'s server on loopback TCP."""
-    return f"http://{settings.serving.host}:{slot_port(settings, slot)}"
+def slot_client(serving_dir: Path, slot: str, timeout: float = 30.0) -> httpx.Client:
+    """An HTTP client to ``slot``'s server over its unix socket (base URL ``http://slot``)."""
+    transport = httpx.HTTPTransport(uds=str(slot_socket(serving_dir, slot)))
+    return httpx.Client(transport=transport, base_url="http://slot", timeout=timeout)
 
 
-def router_url(settings: Settings) -> str:
-    """Base URL of the router (nginx)."""
-    return f"http://{settings.serving.host}:{settings.serving.router_port}"
+def router_url(settings, pack: str | None = None) -> str:
+    """Base URL of the router (nginx), or of one pack's endpoint behind it."""
+    base = f"http://{settings.serving.host}:{settings.serving.router_port}"
+    return f"{base}/{pack}" if pack else base

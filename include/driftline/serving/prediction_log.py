@@ -1,11 +1,11 @@
 """The prediction log: every served row, its prediction and the model that made it.
 
 A model server appends JSON lines to
-``<serving_dir>/predictions/date=<flight date>/<slot>-<pid>.jsonl`` (one file per process,
+``<serving_dir>/predictions/date=<event date>/<slot>-<pid>.jsonl`` (one file per process,
 so writers never share a file). Writing happens on a background thread fed by a bounded
 queue: a request never waits for the disk, and when the queue is full the batch is dropped
 and counted instead. The log is bounded on disk too: partitions more than ``keep_days`` older
-than the newest flight date served are deleted, and past ``max_bytes`` in all new rows are
+than the newest event date served are deleted, and past ``max_bytes`` in all new rows are
 dropped and counted. The monitor reads the log back with :func:`read_served_inputs`.
 """
 
@@ -24,22 +24,14 @@ from pathlib import Path
 import msgspec
 import pandas as pd
 
-from driftline.features import CATEGORICAL_FEATURES, INPUT_COLUMNS
+from driftline.packs import Pack
 from driftline.serving.paths import predictions_dir
 
 log = logging.getLogger(__name__)
 
-LOG_COLUMNS = [*INPUT_COLUMNS, "late_probability", "model_version", "slot", "served_at"]
+PREDICTION = "prediction"
+MODEL_FIELDS = ["model_version", "slot", "served_at"]
 _STOP = object()
-
-
-def flight_date(row) -> str:
-    """The ``YYYY-MM-DD`` flight date of a raw row (a dict or a decoded request row)."""
-    if isinstance(row, dict):
-        year, month, day = row["year"], row["month"], row["day"]
-    else:
-        year, month, day = row.year, row.month, row.day
-    return f"{int(year):04d}-{int(month):02d}-{int(day):02d}"
 
 
 class PredictionLogger:
@@ -50,7 +42,7 @@ class PredictionLogger:
     :param model_name: the served model's name.
     :param model_version: the served model's version.
     :param max_batches: queue bound; batches beyond it are dropped and counted.
-    :param keep_days: partitions kept, counted back from the newest flight date written.
+    :param keep_days: partitions kept, counted back from the newest event date written.
     :param max_bytes: the whole log's size limit; rows past it are dropped and counted.
     """
 
@@ -77,15 +69,18 @@ class PredictionLogger:
         if start:
             self._thread.start()
 
-    def submit(self, rows: Sequence[dict], probabilities: Sequence[float],
+    def submit(self, rows: Sequence, outputs: Sequence[float], dates: Sequence[str],
                served_at: str | None = None) -> bool:
         """Queue one served batch; never blocks.
 
+        :param rows: the served rows (decoded request structs, or dicts).
+        :param outputs: the model's output for each row.
+        :param dates: each row's local event date, ``YYYY-MM-DD`` (its partition).
         :return: False when the queue was full and the batch was dropped.
         """
         served_at = served_at or dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         try:
-            self.queue.put_nowait((rows, probabilities, served_at))
+            self.queue.put_nowait((rows, outputs, dates, served_at))
             return True
         except queue.Full:
             with self._count_lock:
@@ -129,16 +124,16 @@ class PredictionLogger:
             if items[-1] is _STOP:
                 return
 
-    def _write(self, rows: Sequence, probabilities: Sequence[float], served_at: str) -> None:
+    def _write(self, rows: Sequence, outputs: Sequence[float], dates: Sequence[str],
+               served_at: str) -> None:
         lines: dict[str, list[bytes]] = {}
         extra = self._encode({"model_name": self.model_name, "model_version": self.model_version,
                               "slot": self.slot, "served_at": served_at})[1:]
-        for row, probability in zip(rows, probabilities, strict=True):
-            # the row's own JSON object, extended in place: {...row, "late_probability": ..}
-            line = b'%s,"late_probability":%s,"late":%s,%s' % (
-                self._encode(row)[:-1], repr(float(probability)).encode(),
-                b"true" if probability >= 0.5 else b"false", extra)
-            lines.setdefault(flight_date(row), []).append(line)
+        for row, output, date in zip(rows, outputs, dates, strict=True):
+            # the row's own JSON object, extended in place: {...row, "prediction": .., ...}
+            line = b'%s,"prediction":%s,%s' % (self._encode(row)[:-1],
+                                               repr(float(output)).encode(), extra)
+            lines.setdefault(date, []).append(line)
         for date, day_lines in lines.items():
             data = b"\n".join(day_lines) + b"\n"
             if self._bytes + len(data) > self.max_bytes:
@@ -187,16 +182,18 @@ class PredictionLogger:
         self._bytes = self._disk_usage()
 
 
-def read_served_inputs(serving_dir: Path, start: dt.date, end: dt.date) -> pd.DataFrame:
-    """Served rows whose flight date is in ``[start, end]``, for drift monitoring.
+def read_served_inputs(pack: Pack, serving_dir: Path, start: dt.date,
+                       end: dt.date) -> pd.DataFrame:
+    """Served rows whose event date is in ``[start, end]``, for drift monitoring.
 
     A line still being written (no newline yet) is skipped, so is an unreadable one.
 
-    :param serving_dir: the serving directory (``settings.serving_dir``).
-    :return: :data:`~driftline.features.INPUT_COLUMNS` plus ``late_probability``,
-        ``model_version``, ``slot`` and ``served_at``; no rows when nothing was served.
+    :param serving_dir: the pack's serving directory.
+    :return: the pack's request columns plus ``prediction``, ``model_version``, ``slot``
+        and ``served_at``; no rows when nothing was served.
     """
     root = predictions_dir(serving_dir)
+    columns = [*pack.request_columns, PREDICTION, *MODEL_FIELDS]
     records = []
     day = start
     while day <= end:
@@ -208,11 +205,11 @@ def read_served_inputs(serving_dir: Path, start: dt.date, end: dt.date) -> pd.Da
                     try:
                         records.append(json.loads(line))
                     except json.JSONDecodeError:
-                        log.warning("%s:%d: not a JSON line; skipped", path, number)
+                        log.warning("%s:%d: not a JSON line; skipped", path.name, number)
         day += dt.timedelta(days=1)
-    frame = pd.DataFrame.from_records(records, columns=LOG_COLUMNS)
-    for column in LOG_COLUMNS:
-        if column in CATEGORICAL_FEATURES or column in {"model_version", "slot", "served_at"}:
+    frame = pd.DataFrame.from_records(records, columns=columns)
+    for column in columns:
+        if column in MODEL_FIELDS or (column in pack.spec.columns and pack.is_text(column)):
             frame[column] = frame[column].astype(object)
         else:
             frame[column] = pd.to_numeric(frame[column]).astype("float64")

@@ -1,10 +1,11 @@
-"""The request body of ``POST /predict``, built from the model's raw input columns.
+"""The request and response of ``POST /predict``, generated from the pack's spec.
 
-Each row carries exactly :data:`~driftline.features.INPUT_COLUMNS`: every field must be
-present, unknown fields are rejected. ``carrier``/``origin``/``dest`` are strings, the other
-fields are JSON numbers (strict: no numeric strings, no booleans, finite) and may be ``null``
-(missing, as in training) except ``year``/``month``/``day``, which must form a calendar date
-(the prediction log is partitioned by it).
+Each row carries the pack's request columns (:attr:`~driftline.packs.Pack.request_columns`):
+the time column (a time in the pack's format: the prediction log is partitioned by its local
+date), the inputs, and the optional id column. Every field but the id must be present;
+unknown fields are rejected. Text columns are strings, numeric ones JSON numbers (strict: no
+numeric strings, no booleans, finite); a column the spec declares ``nullable`` may be
+``null``.
 
 Bodies are decoded and validated in one pass by msgspec, straight from bytes: no
 intermediate dicts and no pydantic models on the request path.
@@ -17,28 +18,45 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
-import numpy as np
 
-from driftline.features import CATEGORICAL_FEATURES, INPUT_COLUMNS, as_float, calendar_date_mask
-
-DATE_FIELDS = ("year", "month", "day")
+from driftline.packs import Pack
+from driftline.packs.timeline import RowClock
 
 Number = Annotated[float, msgspec.Meta(ge=-1e300, le=1e300)]
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
-def _field_type(column: str):
-    if column in CATEGORICAL_FEATURES:
-        return Text
-    if column in DATE_FIELDS:
-        return Number
-    return Number | None
+def _field(pack: Pack, column: str) -> tuple:
+    text = pack.is_text(column)
+    kind = Text if text else Number
+    if column == pack.id_column:
+        return (column, kind | None, None)
+    if column == pack.time_column or not pack.spec.columns[column].nullable:
+        return (column, kind)
+    return (column, kind | None)
 
 
-InputRow = msgspec.defstruct(
-    "InputRow", [(column, _field_type(column)) for column in INPUT_COLUMNS],
-    forbid_unknown_fields=True)
-"""One raw flight row as a request supplies it."""
+def input_row_type(pack: Pack) -> type:
+    """The msgspec struct of one request row of ``pack``."""
+    return msgspec.defstruct(f"{pack.name.title()}Row",
+                             [_field(pack, c) for c in pack.request_columns],
+                             forbid_unknown_fields=True)
+
+
+def prediction_key(pack: Pack) -> str:
+    """The response field holding the model's output: ``<label name>_probability`` for
+    binary packs, ``<label name>`` for regression packs."""
+    name = pack.spec.label.name
+    return f"{name}_probability" if pack.task == "binary" else name
+
+
+def prediction_items(pack: Pack, outputs: list[float]) -> list[dict]:
+    """The ``predictions`` list of a response."""
+    key = prediction_key(pack)
+    if pack.task == "binary":
+        name = pack.spec.label.name
+        return [{key: p, name: p >= 0.5} for p in outputs]
+    return [{key: p} for p in outputs]
 
 
 @dataclass
@@ -59,25 +77,31 @@ _NAMED = re.compile(r"(missing required|unknown) field `(?P<name>[^`]+)`")
 
 
 class RequestDecoder:
-    """Decode and validate ``POST /predict`` bodies: ``{"rows": [InputRow, ...]}`` with
-    1 to ``max_rows`` rows.
+    """Decode and validate ``POST /predict`` bodies: ``{"rows": [row, ...]}`` with 1 to
+    ``max_rows`` rows of the pack's request columns.
 
+    :param pack: the served pack.
     :param max_rows: the batch size limit; a larger batch is answered with 413.
     """
 
-    def __init__(self, max_rows: int):
+    def __init__(self, pack: Pack, max_rows: int):
+        self.pack = pack
         self.max_rows = max_rows
+        self.columns = pack.request_columns
+        self.clock = RowClock(pack.spec.time)
+        self.row_type = input_row_type(pack)
         request = msgspec.defstruct(
             "PredictRequest",
-            [("rows", Annotated[list[InputRow], msgspec.Meta(min_length=1, max_length=max_rows)])],
+            [("rows", Annotated[list[self.row_type],
+                                msgspec.Meta(min_length=1, max_length=max_rows)])],
             forbid_unknown_fields=True)
         self._decoder = msgspec.json.Decoder(request)
 
-    def decode(self, body: bytes) -> list:
-        """The rows of ``body``.
+    def decode(self, body: bytes) -> tuple[list, list[str]]:
+        """The rows of ``body`` and each row's local event date.
 
         :raises RequestError: malformed JSON, a schema violation (naming the field, e.g.
-            ``rows[3].distance``), a row that is not a calendar date (422), or a batch over
+            ``rows[3].distance``), a row whose time does not parse (422), or a batch over
             ``max_rows`` (413).
         """
         try:
@@ -86,8 +110,24 @@ class RequestDecoder:
             raise self._schema_error(str(exc)) from None
         except msgspec.DecodeError as exc:
             raise RequestError(422, "body", f"malformed JSON: {exc}") from None
-        check_dates(rows)
-        return rows
+        return rows, self.event_dates(rows)
+
+    def event_dates(self, rows: list) -> list[str]:
+        """The local date of each row's time.
+
+        :raises RequestError: the first row whose time does not parse.
+        """
+        time = self.pack.time_column
+        dates = []
+        for i, row in enumerate(rows):
+            value = getattr(row, time)
+            try:
+                dates.append(self.clock.date(value))
+            except ValueError:
+                expected = self.pack.spec.time.format or "an ISO 8601 time"
+                raise RequestError(422, f"rows[{i}].{time}", f"{value!r} is not "
+                                                             f"{expected}") from None
+        return dates
 
     def _schema_error(self, message: str) -> RequestError:
         match = _AT.match(message)
@@ -99,18 +139,7 @@ class RequestDecoder:
             return RequestError(413, "rows", f"batch is over the limit of {self.max_rows} rows")
         return RequestError(422, path or "body", reason)
 
-
-def columns_of(rows: list) -> dict[str, list]:
-    """Decoded rows as one list per input column."""
-    values = zip(*(msgspec.structs.astuple(row) for row in rows), strict=True)
-    return dict(zip(INPUT_COLUMNS, values, strict=True))
-
-
-def check_dates(rows: list) -> None:
-    """:raises RequestError: the first row whose year/month/day is not a calendar date."""
-    year, month, day = (as_float([getattr(r, f) for r in rows]) for f in DATE_FIELDS)
-    bad = np.flatnonzero(~calendar_date_mask(year, month, day))
-    if bad.size:
-        i = int(bad[0])
-        raise RequestError(422, f"rows[{i}]", f"year/month/day {year[i]:g}/{month[i]:g}/"
-                                              f"{day[i]:g} is not a calendar date")
+    def columns_of(self, rows: list) -> dict[str, tuple]:
+        """Decoded rows as one tuple per request column."""
+        values = zip(*(msgspec.structs.astuple(row) for row in rows), strict=True)
+        return dict(zip(self.columns, values, strict=True))

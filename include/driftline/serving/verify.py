@@ -6,7 +6,8 @@ callable takes raw rows and returns the ``/predict`` response body, raising
 
 * :func:`smoke_check` -- the rows recorded at training must get the recorded predictions.
 * :func:`shadow_compare` -- recent served rows, sent to the candidate and to the live slot:
-  the share whose late/not-late call differs must stay under a threshold.
+  binary packs, the share whose call differs must stay under a threshold; regression packs,
+  the mean absolute difference relative to the live slot's mean absolute prediction.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from driftline.packs import Pack
 from driftline.registry import ModelVersion
 from driftline.serving.paths import predictions_dir
+from driftline.serving.schema import prediction_key
+from driftline.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +37,17 @@ class DeployError(RuntimeError):
     """A deploy or rollback was refused or failed; what was live stays live."""
 
 
-def probabilities(body: dict, expected_rows: int, where: str) -> list[float]:
-    """The ``late_probability`` list of a ``/predict`` body, checked for length."""
-    got = [p["late_probability"] for p in body.get("predictions", [])]
+def predictions(pack: Pack, body: dict, expected_rows: int, where: str) -> list[float]:
+    """The model outputs (probabilities or values) of a ``/predict`` body, checked for
+    length."""
+    key = prediction_key(pack)
+    got = [p[key] for p in body.get("predictions", [])]
     if len(got) != expected_rows:
         raise DeployError(f"{where}: answered {len(got)} predictions for {expected_rows} rows")
     return got
 
 
-def smoke_check(predict: Predict, model_version: ModelVersion, where: str) -> int:
+def smoke_check(pack: Pack, predict: Predict, model_version: ModelVersion, where: str) -> int:
     """Predict the rows recorded at training for ``model_version``; they must match.
 
     :param predict: sends rows to the candidate.
@@ -56,7 +62,7 @@ def smoke_check(predict: Predict, model_version: ModelVersion, where: str) -> in
         raise DeployError(f"{model_version.version} has no usable smoke rows in its "
                           "registry metadata; cannot check it before switching")
     body = predict(rows)
-    got = probabilities(body, len(rows), where)
+    got = predictions(pack, body, len(rows), where)
     wrong = [i for i, (g, e) in enumerate(zip(got, expected, strict=True))
              if not math.isclose(g, e, rel_tol=0.0, abs_tol=SMOKE_TOLERANCE)]
     if body.get("model_version") != model_version.version or wrong:
@@ -109,34 +115,44 @@ def recent_served_rows(serving_dir: Path, limit: int, columns: list[str]) -> lis
     return rows
 
 
-def shadow_compare(candidate: Predict, live: Predict, rows: list[dict],
-                   max_disagreement: float, where: str, batch_rows: int = 1000) -> dict:
-    """Send ``rows`` to the candidate and to the live slot and compare their calls.
+def shadow_compare(pack: Pack, candidate: Predict, live: Predict, rows: list[dict],
+                   limits: ServingSettings, where: str, batch_rows: int = 1000) -> dict:
+    """Send ``rows`` to the candidate and to the live slot and compare their outputs.
 
-    :return: ``rows``, ``disagreement`` (share of rows whose late/not-late call differs),
-        ``mean_abs_diff``, ``max_abs_diff`` and ``threshold``.
-    :raises DeployError: the disagreement is over ``max_disagreement``.
+    :return: ``rows``, ``mean_abs_diff``, ``max_abs_diff``, ``threshold`` and the measure the
+        limit applies to: ``disagreement`` (binary: share of rows whose call differs) or
+        ``relative_diff`` (regression: mean |difference| / mean |live prediction|).
+    :raises DeployError: the measure is over its limit.
     """
     ours: list[float] = []
     theirs: list[float] = []
     for i in range(0, len(rows), batch_rows):
         batch = rows[i:i + batch_rows]
-        ours += probabilities(candidate(batch), len(batch), where)
-        theirs += probabilities(live(batch), len(batch), "live slot")
-    differ = sum((a >= 0.5) != (b >= 0.5) for a, b in zip(ours, theirs, strict=True))
+        ours += predictions(pack, candidate(batch), len(batch), where)
+        theirs += predictions(pack, live(batch), len(batch), "live slot")
     diffs = [abs(a - b) for a, b in zip(ours, theirs, strict=True)]
-    result = {"rows": len(rows), "disagreement": round(differ / len(rows), 4) if rows else 0.0,
-              "mean_abs_diff": round(sum(diffs) / len(diffs), 4) if diffs else 0.0,
-              "max_abs_diff": round(max(diffs), 4) if diffs else 0.0,
-              "threshold": max_disagreement}
-    share = result["disagreement"]
-    if rows and share > max_disagreement:
-        raise DeployError(
-            f"{where}: shadow comparison failed: its late/not-late call differs from the live "
-            f"slot's on {differ} of {len(rows)} recent served rows ({share:.2%} > "
-            f"{max_disagreement:.2%} allowed, over by {share - max_disagreement:.2%}); "
-            f"mean |p difference| {result['mean_abs_diff']}")
-    log.info("%s shadow comparison: %d rows, disagreement %.2f%% (limit %.2f%%), mean |diff| "
-             "%.4f", where, len(rows), 100 * result["disagreement"], 100 * max_disagreement,
-             result["mean_abs_diff"])
+    mean_diff = sum(diffs) / len(diffs) if diffs else 0.0
+    result = {"rows": len(rows), "mean_abs_diff": round(mean_diff, 4),
+              "max_abs_diff": round(max(diffs), 4) if diffs else 0.0}
+    if pack.task == "binary":
+        differ = sum((a >= 0.5) != (b >= 0.5) for a, b in zip(ours, theirs, strict=True))
+        share = round(differ / len(rows), 4) if rows else 0.0
+        limit = limits.shadow_max_disagreement
+        result.update(disagreement=share, threshold=limit)
+        what = (f"its call differs from the live slot's on {differ} of {len(rows)} recent "
+                f"served rows ({share:.2%} > {limit:.2%} allowed, over by {share - limit:.2%})")
+    else:
+        scale = sum(abs(b) for b in theirs) / len(theirs) if theirs else 0.0
+        share = round(mean_diff / scale, 4) if scale else 0.0
+        limit = limits.shadow_max_relative_diff
+        result.update(relative_diff=share, threshold=limit)
+        what = (f"its predictions differ from the live slot's by {share:.2%} of the live mean "
+                f"on {len(rows)} recent served rows ({share:.2%} > {limit:.2%} allowed, over "
+                f"by {share - limit:.2%})")
+    if rows and share > limit:
+        raise DeployError(f"{where}: shadow comparison failed: {what}; mean |difference| "
+                          f"{result['mean_abs_diff']}")
+    log.info("%s shadow comparison: %d rows, %s %.2f%% (limit %.2f%%), mean |diff| %.4f",
+             where, len(rows), "disagreement" if pack.task == "binary" else "relative diff",
+             100 * share, 100 * limit, result["mean_abs_diff"])
     return result

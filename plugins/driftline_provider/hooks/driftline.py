@@ -9,15 +9,17 @@ from typing import Any
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 from driftline.settings import Settings, load_settings
+from driftline.workspace import Workspace, open_workspace
 
 
 class DriftlineHook(BaseHook):
     """Resolve driftline settings from an Airflow Connection, else the embedded defaults.
 
     Connection fields (all optional): ``extra.home`` (state directory), ``extra.config``
-    (TOML file), ``extra.dvc_remote_url`` (e.g. ``s3://bucket/dvc``), ``extra.endpoint_url``
-    (S3-compatible endpoint); ``login``/``password`` are the remote's access key and secret,
-    handed to DVC through the environment only, never written to files.
+    (TOML file), ``extra.packs_dir`` (dataset packs), ``extra.dvc_remote_url`` (e.g.
+    ``s3://bucket/dvc``), ``extra.endpoint_url`` (S3-compatible endpoint); ``login`` and
+    ``password`` are the remote's access key and secret, handed to DVC through the
+    environment only, never written to files.
 
     :param driftline_conn_id: the connection id; missing means defaults.
     """
@@ -41,12 +43,20 @@ class DriftlineHook(BaseHook):
         """driftline settings for this connection (defaults when it does not exist)."""
         conn = self._connection()
         extra = conn.extra_dejson if conn else {}
-        settings = load_settings(home=extra.get("home"), config=extra.get("config"))
+        settings = load_settings(home=extra.get("home"), config=extra.get("config"),
+                                 packs_dir=extra.get("packs_dir"))
         if extra.get("dvc_remote_url"):
             from dataclasses import replace
 
             settings = replace(settings, dvc_remote_url=extra["dvc_remote_url"])
         return settings
+
+    def get_workspace(self, pack: str) -> Workspace:
+        """The workspace of ``pack`` under this connection's settings.
+
+        :raises PackError: no such pack, or it is invalid.
+        """
+        return open_workspace(pack, self.get_settings())
 
     def remote_env(self) -> dict[str, str]:
         """Environment variables that give DVC the remote's credentials."""

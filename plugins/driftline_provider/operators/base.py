@@ -1,4 +1,5 @@
-"""What every driftline operator shares: the connection and the settings it resolves to."""
+"""What every driftline operator shares: the pack, the connection, and the workspace they
+resolve to."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from driftline.settings import Settings
+from driftline.workspace import Workspace
 
 from driftline_provider.hooks.driftline import DriftlineHook
 
@@ -15,12 +16,14 @@ from driftline_provider.hooks.driftline import DriftlineHook
 class DriftlineBaseOperator(BaseOperator):
     """Base for driftline operators.
 
+    :param pack: the dataset pack the task works on.
     :param driftline_conn_id: connection naming driftline's state and DVC remote.
     """
 
-    def __init__(self, *, driftline_conn_id: str = DriftlineHook.default_conn_name,
+    def __init__(self, *, pack: str, driftline_conn_id: str = DriftlineHook.default_conn_name,
                  **kwargs: Any):
         super().__init__(**kwargs)
+        self.pack = pack
         self.driftline_conn_id = driftline_conn_id
 
     @cached_property
@@ -28,8 +31,8 @@ class DriftlineBaseOperator(BaseOperator):
         return DriftlineHook(self.driftline_conn_id)
 
     @cached_property
-    def settings(self) -> Settings:
-        return self.hook.get_settings()
+    def workspace(self) -> Workspace:
+        return self.hook.get_workspace(self.pack)
 
 
 def run_slug(context) -> str:

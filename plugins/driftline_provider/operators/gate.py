@@ -13,33 +13,34 @@ class ModelGateOperator(DriftlineBaseOperator):
     """Refuse a candidate that is worse than the champion by more than the configured limits.
 
     The verdict (each check's value, limit and margin) is logged as a table and kept with
-    the HTML reports in ``reports/gates/<dag_id>/<run_id>/``. A refused candidate fails the
+    the HTML reports in ``reports/<pack>/gates/<dag_id>/<run_id>/``. A refused candidate fails the
     task without retrying, so the deploy does not run and the live model stays.
 
+    :param pack: the dataset pack.
     :param candidate: the training result (an XComArg) naming the candidate version.
     """
 
     template_fields = ("candidate",)
 
-    def __init__(self, *, candidate: Any, **kwargs: Any):
-        super().__init__(**kwargs)
+    def __init__(self, *, pack: str, candidate: Any, **kwargs: Any):
+        super().__init__(pack=pack, **kwargs)
         self.candidate = candidate
 
     def execute(self, context) -> dict:
         from driftline.evaluation import run_gate
         from driftline.registry import Registry
 
-        settings = self.settings
-        registry = Registry(settings.registry_dir, settings.model_name)
+        ws = self.workspace
+        registry = Registry(ws.registry_dir, ws.model_name)
         candidate = registry.get(self.candidate["version"])
         champion = registry.champion()
         if champion and champion.version == candidate.version:
             self.log.info("%s is already the champion; nothing to gate", candidate.version)
             return {"candidate": candidate.version, "champion": champion.version,
                     "passed": True, "reason": "already live", "checks": []}
-        report_dir = settings.reports_dir / "gates" / context["dag"].dag_id / run_slug(context)
-        verdict = run_gate(candidate, champion, settings.gate, report_dir,
-                           settings.monitor.column_drift_threshold)
+        report_dir = ws.reports_dir / "gates" / context["dag"].dag_id / run_slug(context)
+        verdict = run_gate(ws.pack, candidate, champion, ws.gate, report_dir,
+                           ws.monitor.column_drift_threshold)
         for line in verdict.table().splitlines():
             self.log.info("%s", line)
         self.log.info("gate reports: %s", report_dir)

@@ -95,6 +95,7 @@ def pod_options(cfg: KubernetesSettings) -> dict[str, Any]:
             allow_privilege_escalation=False, run_as_non_root=True,
             capabilities=k8s.V1Capabilities(drop=["ALL"])),
         "env_vars": [k8s.V1EnvVar(name="DRIFTLINE_HOME", value=cfg.home),
+                     k8s.V1EnvVar(name="DRIFTLINE_PACKS", value=cfg.packs_dir),
                      k8s.V1EnvVar(name="PYTHONUNBUFFERED", value="1")],
         "env_from": [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(
             name=cfg.remote_secret, optional=True))] if cfg.remote_secret else [],
@@ -136,6 +137,7 @@ def pod_options(cfg: KubernetesSettings) -> dict[str, Any]:
 class KubernetesTrainOperator(KubernetesPodOperator):
     """Run ``python -m driftline.training`` for a plan in a (GPU) pod and return its result.
 
+    :param pack: the dataset pack (its spec must be in the image's packs directory).
     :param plan: the plan from :class:`PlanTrainingOperator` (an XComArg).
     :param settings: ``[kubernetes]`` settings; default from driftline's configuration.
     :param kwargs: anything KubernetesPodOperator takes; overrides the settings.
@@ -143,12 +145,15 @@ class KubernetesTrainOperator(KubernetesPodOperator):
 
     template_fields = (*KubernetesPodOperator.template_fields, "plan")
 
-    def __init__(self, *, plan: Any, settings: KubernetesSettings | None = None,
+    def __init__(self, *, pack: str, plan: Any, settings: KubernetesSettings | None = None,
                  **kwargs: Any):
         cfg = settings or load_settings().kubernetes
+        self.pack = pack
         self.data_repo_url = cfg.data_repo_url
         self.gpus = cfg.gpus
-        options = {**pod_options(cfg), "name": "driftline-train", **kwargs}
+        options = pod_options(cfg)
+        options["labels"] = {**options["labels"], "driftline.io/pack": pack}
+        options = {**options, "name": f"driftline-train-{pack.replace('_', '-')}", **kwargs}
         callbacks = options.pop("callbacks", [])
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
         super().__init__(callbacks=[TrainingResultCallback, *callbacks], **options)
@@ -205,8 +210,8 @@ class KubernetesTrainOperator(KubernetesPodOperator):
         if not self.training_result:
             raise AirflowException("the training pod finished without printing its result line")
         result = self.training_result
-        self.log.info("model %s %s trained in the pod on device %s (auc %.4f)",
+        self.log.info("model %s %s trained in the pod on device %s (%s)",
                       result["model_name"], result["version"], result["device"],
-                      result["metrics"]["auc"])
+                      {k: v for k, v in result["metrics"].items() if k in ("auc", "rmse")})
         context["ti"].xcom_push(key=XCOM_RETURN_KEY, value=result)
         return result

@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowSkipException
 
-from driftline_provider.assets import DRIFT_REPORTS
+from driftline_provider.assets import drift_asset
 from driftline_provider.operators.base import DriftlineBaseOperator
 
 
@@ -17,29 +16,30 @@ class DriftReportOperator(DriftlineBaseOperator):
 
     Skips (rather than fails) while no champion is live: there is nothing to drift from.
 
+    :param pack: the dataset pack.
     :param start: first day (templated, default the interval's start).
     :param end: last day, inclusive (templated, default the day before the interval's end).
     """
 
     template_fields = ("start", "end")
 
-    def __init__(self, *, start: str = "{{ data_interval_start | ds }}",
-                 end: str = "{{ macros.ds_add(data_interval_end | ds, -1) }}",
-                 asset: Asset = DRIFT_REPORTS, **kwargs: Any):
-        super().__init__(outlets=[asset], **kwargs)
+    def __init__(self, *, pack: str, start: str = "{{ data_interval_start | ds }}",
+                 end: str = "{{ macros.ds_add(data_interval_end | ds, -1) }}", **kwargs: Any):
+        self.asset = drift_asset(pack)
+        super().__init__(pack=pack, outlets=[self.asset], **kwargs)
         self.start = start
         self.end = end
-        self.asset = asset
 
     def execute(self, context) -> dict:
         from driftline.monitoring import run_drift_report
         from driftline.registry import Registry
 
-        settings = self.settings
-        if Registry(settings.registry_dir, settings.model_name).champion() is None:
-            raise AirflowSkipException("no champion model is live yet; nothing to monitor")
+        ws = self.workspace
+        if Registry(ws.registry_dir, ws.model_name).champion() is None:
+            raise AirflowSkipException(f"no {ws.name} champion model is live yet; nothing to "
+                                       "monitor")
         try:
-            summary = run_drift_report(settings, dt.date.fromisoformat(self.start),
+            summary = run_drift_report(ws, dt.date.fromisoformat(self.start),
                                        dt.date.fromisoformat(self.end))
         except LookupError as exc:  # no partitions in this interval (e.g. a future month)
             raise AirflowSkipException(str(exc)) from exc

@@ -18,13 +18,14 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from driftline_provider.assets import FLIGHTS
+from driftline_provider.assets import data_asset
 from driftline_provider.operators.base import DriftlineBaseOperator
 
 
 def training_command(plan: dict) -> list[str]:
     """The entrypoint's arguments for a plan (shared by the local and Kubernetes paths)."""
-    return ["-m", "driftline.training", "--data-version", plan["data_version"],
+    return ["-m", "driftline.training", "--pack", plan["pack"],
+            "--data-version", plan["data_version"],
             "--start", plan["start"], "--end", plan["end"],
             "--params", json.dumps(plan.get("params") or {}), "--reason", plan.get("reason", "")]
 
@@ -44,9 +45,9 @@ class PlanTrainingOperator(DriftlineBaseOperator):
         params = dict(context["params"])
         conf = dict(context["dag_run"].conf or {})
         options = {**params, **{k: v for k, v in conf.items() if v is not None}}
-        events = list(context["triggering_asset_events"].get(FLIGHTS, []))
-        settings = self.settings
-        repo = DataRepo(settings.data_repo, settings.dvc_remote)
+        events = list(context["triggering_asset_events"].get(data_asset(self.pack), []))
+        ws = self.workspace
+        repo = DataRepo.of(ws)
 
         newest = max(events, key=lambda e: e.extra.get("day", "")) if events else None
         data_version = (options.get("data_version")
@@ -61,7 +62,7 @@ class PlanTrainingOperator(DriftlineBaseOperator):
             self.log.info("window end %s is past the newest partition; using %s", end,
                           available[-1])
             end = available[-1]
-        window_days = int(options.get("window_days") or settings.training.window_days)
+        window_days = int(options.get("window_days") or ws.training.window_days)
         start = (dt.date.fromisoformat(options["window_start"]) if options.get("window_start")
                  else end - dt.timedelta(days=window_days - 1))
         if start > end:
@@ -70,22 +71,22 @@ class PlanTrainingOperator(DriftlineBaseOperator):
         trigger = "asset" if events and not conf else ("drift" if conf.get("drift_report_id")
                                                       else "manual")
         if trigger == "asset":
-            self._skip_unless_due(settings, end, options.get("retrain_every_days"))
+            self._skip_unless_due(ws, end, options.get("retrain_every_days"))
         reason = options.get("reason") or {
             "asset": f"new data: {len(events)} partition event(s) up to {end}",
             "drift": f"drift report {conf.get('drift_report_id')}",
             "manual": "manual trigger",
         }[trigger]
-        plan = {"data_version": data_version, "start": start.isoformat(),
+        plan = {"pack": ws.name, "data_version": data_version, "start": start.isoformat(),
                 "end": end.isoformat(), "params": options.get("hyperparameters") or {},
                 "reason": reason, "trigger": trigger}
         self.log.info("training plan: %s", json.dumps(plan))
         return plan
 
-    def _skip_unless_due(self, settings, end: dt.date, every_days) -> None:
+    def _skip_unless_due(self, ws, end: dt.date, every_days) -> None:
         from driftline.registry import Registry
 
-        champion = Registry(settings.registry_dir, settings.model_name).champion()
+        champion = Registry(ws.registry_dir, ws.model_name).champion()
         if champion is None:
             return
         if every_days is None:
@@ -102,19 +103,23 @@ class PlanTrainingOperator(DriftlineBaseOperator):
 class TrainModelOperator(DriftlineBaseOperator):
     """Run ``python -m driftline.training`` for a plan here, streaming its log.
 
+    :param pack: the dataset pack.
     :param plan: the plan from :class:`PlanTrainingOperator` (an XComArg).
     """
 
     template_fields = ("plan",)
 
-    def __init__(self, *, plan: Any, **kwargs: Any):
-        super().__init__(**kwargs)
+    def __init__(self, *, pack: str, plan: Any, **kwargs: Any):
+        super().__init__(pack=pack, **kwargs)
         self.plan = plan
 
     def execute(self, context) -> dict:
-        settings = self.settings
+        ws = self.workspace
         command = [sys.executable, *training_command(self.plan)]
-        env = {**_base_env(), "DRIFTLINE_HOME": str(settings.home), **self.hook.remote_env()}
+        env = {**_base_env(), "DRIFTLINE_HOME": str(ws.home),
+               "DRIFTLINE_PACKS": str(ws.settings.packs_dir), **self.hook.remote_env()}
+        if ws.settings.config_file:
+            env["DRIFTLINE_CONFIG"] = ws.settings.config_file
         self.log.info("running %s", " ".join(command))
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
@@ -138,7 +143,8 @@ def _base_env() -> dict[str, str]:
 TRAINING_BACKENDS = ("local", "kubernetes")
 
 
-def training_operator(*, task_id: str, plan: Any, **kwargs: Any) -> DriftlineBaseOperator:
+def training_operator(*, task_id: str, pack: str, plan: Any,
+                      **kwargs: Any) -> DriftlineBaseOperator:
     """The training task for the configured backend.
 
     ``$DRIFTLINE_TRAINING_BACKEND`` selects ``local`` (default: a child process on the
@@ -152,5 +158,5 @@ def training_operator(*, task_id: str, plan: Any, **kwargs: Any) -> DriftlineBas
     if backend == "kubernetes":
         from driftline_provider.operators.kubernetes import KubernetesTrainOperator
 
-        return KubernetesTrainOperator(task_id=task_id, plan=plan, **kwargs)
-    return TrainModelOperator(task_id=task_id, plan=plan, **kwargs)
+        return KubernetesTrainOperator(task_id=task_id, pack=pack, plan=plan, **kwargs)
+    return TrainModelOperator(task_id=task_id, pack=pack, plan=plan, **kwargs)

@@ -1,4 +1,4 @@
-"""Sensor that waits for the upstream feed to drop a day's landing file."""
+"""Sensor that waits for the upstream feed to drop a data interval's landing file."""
 
 from __future__ import annotations
 
@@ -11,25 +11,25 @@ from driftline_provider.hooks.driftline import DriftlineHook
 
 
 class LandingFileSensor(BaseSensorOperator):
-    """Succeed once the landing file for ``day`` exists (upstream drops it after midnight).
+    """Succeed once the pack's landing file for the interval exists.
 
-    :param day: the day (templated, default the run's ``ds``).
+    :param pack: the dataset pack.
+    :param start: the interval's first day (templated, default the run's interval start).
     :param driftline_conn_id: connection naming driftline's state.
     """
 
-    template_fields = ("day",)
+    template_fields = ("start",)
 
-    def __init__(self, *, day: str = "{{ ds }}",
+    def __init__(self, *, pack: str, start: str = "{{ data_interval_start | ds }}",
                  driftline_conn_id: str = DriftlineHook.default_conn_name, **kwargs: Any):
         kwargs.setdefault("mode", "reschedule")
         super().__init__(**kwargs)
-        self.day = day
+        self.pack = pack
+        self.start = start
         self.driftline_conn_id = driftline_conn_id
 
     def poke(self, context) -> bool:
-        from driftline.sources import landing_path
-
-        settings = DriftlineHook(self.driftline_conn_id).get_settings()
-        path = landing_path(settings.landing_dir, dt.date.fromisoformat(self.day))
-        self.log.info("waiting for %s: %s", path, "present" if path.exists() else "not yet")
+        ws = DriftlineHook(self.driftline_conn_id).get_workspace(self.pack)
+        path = ws.landing_path(dt.date.fromisoformat(self.start))
+        self.log.info("waiting for %s: %s", path.name, "present" if path.exists() else "not yet")
         return path.exists()

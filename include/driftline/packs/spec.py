@@ -1,0 +1,293 @@
+"""The dataset-pack spec: one declarative file that says what a team's data is and what to
+learn from it, validated strictly (unknown fields, wrong types and inconsistent references
+are refused with the field named).
+
+A pack is a directory with ``pack.toml`` and, only where a declarative rule cannot say it, a
+``hooks.py`` of pure functions. The spec's columns, label and features are declared once and
+used by every stage, as Evidently's ``DataDefinition`` declares roles once.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ColumnType = Literal["integer", "number", "category", "text", "datetime"]
+NUMERIC_TYPES = ("integer", "number")
+Task = Literal["binary", "regression"]
+Metric = Literal["auc", "logloss", "accuracy", "f1", "precision", "recall", "rmse", "mae", "r2"]
+
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("auc", "logloss", "accuracy", "f1", "precision", "recall"),
+    "regression": ("rmse", "mae", "r2"),
+}
+HIGHER_IS_BETTER = {"auc", "accuracy", "f1", "precision", "recall", "r2"}
+METRIC_LABELS = {"auc": "AUC", "logloss": "log loss", "accuracy": "accuracy", "f1": "F1",
+                 "precision": "precision", "recall": "recall", "rmse": "RMSE", "mae": "MAE",
+                 "r2": "R2"}
+
+NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+HOOK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+LABEL_RULE = re.compile(
+    r"""^\s*(?:(?P<value>value)|(?P<op>>=|<=|==|!=|>|<)\s*(?:(?P<number>[-+]?\d+(?:\.\d+)?)|
+    (?P<quote>["'])(?P<text>[^"']*)(?P=quote)))\s*$""", re.VERBOSE)
+
+
+class Strict(BaseModel):
+    """Base of every spec section: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnSpec(Strict):
+    """One column of the landing data."""
+
+    type: ColumnType
+    required: bool = True
+    """The column must be present in every landing file."""
+    nullable: bool = True
+    """Whether values may be missing; ``false`` is a null-share limit of 0."""
+    max_null_share: float | None = Field(None, ge=0, le=1)
+    """Largest share of missing values per file (checked when set, or 0 when not nullable)."""
+    range: tuple[float, float] | None = None
+    """Physical ``[low, high]``; the share outside it is limited by
+    ``[validation] max_out_of_range_share``."""
+    categories: list[str] | None = None
+    """The known vocabulary; the share of other values is limited by
+    ``[validation] max_unknown_category_share``."""
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColumnSpec:
+        if self.range is not None:
+            if self.type not in NUMERIC_TYPES:
+                raise ValueError(f"range is only for integer/number columns, not {self.type}")
+            if self.range[0] > self.range[1]:
+                raise ValueError(f"range low {self.range[0]} is above high {self.range[1]}")
+        if self.categories is not None and self.type != "category":
+            raise ValueError(f"categories are only for category columns, not {self.type}")
+        return self
+
+
+class LandingSpec(Strict):
+    """Where and how upstream drops one file per data interval."""
+
+    pattern: str
+    """File name with ``{date}``, the interval's first day as YYYY-MM-DD."""
+    format: Literal["csv", "csv.gz", "parquet"] | None = None
+    """Default: from the pattern's suffix (.csv, .csv.gz, .parquet)."""
+    interval: Literal["daily", "monthly"] = "daily"
+    delimiter: str = Field(",", min_length=1, max_length=1)
+
+    @field_validator("pattern")
+    @classmethod
+    def _has_date(cls, value: str) -> str:
+        if value.count("{date}") != 1 or "/" in value:
+            raise ValueError("must be a file name containing {date} exactly once, e.g. "
+                             "'sales_{date}.csv'")
+        return value
+
+    @model_validator(mode="after")
+    def _format(self) -> LandingSpec:
+        if self.format is None:
+            for suffix, fmt in ((".csv.gz", "csv.gz"), (".csv", "csv"), (".parquet", "parquet")):
+                if self.pattern.endswith(suffix):
+                    object.__setattr__(self, "format", fmt)
+                    break
+            else:
+                raise ValueError("format is not set and the pattern ends in none of .csv, "
+                                 ".csv.gz, .parquet")
+        return self
+
+
+class TimeSpec(Strict):
+    """The event time of a row: drives partitions, the holdout and drift windows."""
+
+    column: str
+    timezone: str = "UTC"
+    """Zone in which data intervals are cut; times without an offset are local to it."""
+    format: str | None = None
+    """``strptime`` format; default ISO 8601."""
+
+
+class LabelSpec(Strict):
+    """What the model learns: a rule on a source column, or a hook."""
+
+    column: str | None = None
+    rule: str | None = None
+    """``value`` (regression: the column itself), or a comparison: ``> 15``, ``== 'yes'``."""
+    hook: str | None = None
+    """Name of a function in the hooks module: ``f(frame) -> sequence`` (NaN: unlabelled)."""
+    name: str = Field("label", pattern=r"^[a-z][a-z0-9_]{0,30}$")
+    """The prediction's name in responses (binary: ``<name>`` and ``<name>_probability``)."""
+
+    @model_validator(mode="after")
+    def _one_way(self) -> LabelSpec:
+        if (self.rule is None) == (self.hook is None):
+            raise ValueError("set exactly one of rule and hook")
+        if self.rule is not None:
+            if self.column is None:
+                raise ValueError("a rule needs the source column (label.column)")
+            if not LABEL_RULE.match(self.rule):
+                raise ValueError(f"rule {self.rule!r} is not 'value' or '<op> <number or "
+                                 "quoted text>' with op one of > >= < <= == !=")
+        if self.hook is not None and not HOOK_NAME.match(self.hook):
+            raise ValueError(f"hook {self.hook!r} is not a function name")
+        return self
+
+
+class FeaturesSpec(Strict):
+    """The model's features: declared columns, or values derived by a hook."""
+
+    numeric: list[str] = []
+    categorical: list[str] = []
+    derive: str | None = None
+    """Function in the hooks module: ``f(columns) -> {feature: array}`` for the features
+    that are not columns; ``columns`` maps each input to a numpy array."""
+    inputs: list[str] | None = None
+    """Raw columns a caller supplies (the request schema). Default: the features that are
+    declared columns; required when ``derive`` needs other columns."""
+
+    @model_validator(mode="after")
+    def _distinct(self) -> FeaturesSpec:
+        both = sorted(set(self.numeric) & set(self.categorical))
+        if both:
+            raise ValueError(f"{both} listed as both numeric and categorical")
+        if not self.numeric and not self.categorical:
+            raise ValueError("declare at least one numeric or categorical feature")
+        for kind, names in (("numeric", self.numeric), ("categorical", self.categorical),
+                            ("inputs", self.inputs or [])):
+            if len(set(names)) != len(names):
+                raise ValueError(f"{kind} lists a name twice")
+        if self.derive is not None and not HOOK_NAME.match(self.derive):
+            raise ValueError(f"derive {self.derive!r} is not a function name")
+        return self
+
+
+class SourceSpec(Strict):
+    """Where the demo's replay reads the whole history (optional; never used by ingest)."""
+
+    loader: str
+    """Function in the hooks module returning a frame of every row with the time column."""
+    description: str = ""
+
+
+class PackSpec(Strict):
+    """A whole dataset pack."""
+
+    name: str
+    description: str = ""
+    task: Task
+    hooks: str | None = None
+    """Python file next to the spec with the pack's pure functions; default ``hooks.py``
+    when it exists."""
+    landing: LandingSpec
+    time: TimeSpec
+    id_column: str | None = None
+    """Identifies a row (joins served predictions to outcomes); optional in requests."""
+    key: list[str] = []
+    """Natural key: sorts each partition and defines duplicate rows. Default: every column."""
+    columns: dict[str, ColumnSpec] = Field(min_length=1)
+    excluded: dict[str, str] = {}
+    """Columns kept in the lake but never used as features, each with the reason (leakage)."""
+    label: LabelSpec
+    features: FeaturesSpec
+    primary_metric: Metric | None = None
+    """Default: ``auc`` (binary) or ``rmse`` (regression)."""
+    source: SourceSpec | None = None
+    training: dict = {}
+    """Overrides of ``[training]`` (window, holdout, hyperparameters); see the settings."""
+    gate: dict = {}
+    """Overrides of ``[gate]``: ``floors``, ``max_worsening``, ``max_train_drift_share``,
+    ``allow_label_change``."""
+    monitor: dict = {}
+    validation: dict = {}
+    serving: dict = {}
+
+    @property
+    def metric(self) -> str:
+        """The primary metric: ``primary_metric``, else the task's first."""
+        return self.primary_metric or TASK_METRICS[self.task][0]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME.match(value):
+            raise ValueError("must be lower-case letters, digits and _, starting with a letter, "
+                             "at most 31 characters")
+        return value
+
+
+
+def reference_errors(spec: PackSpec, gate: dict | None = None) -> list[tuple[str, str]]:
+    """Names the spec uses that it does not declare, or uses inconsistently.
+
+    :param gate: the resolved ``[gate]`` tables (``floors``, ``max_worsening``).
+    :return: ``(field, message)`` pairs; empty when the spec is consistent.
+    """
+    cols = spec.columns
+    declared = sorted(cols)
+    errors: list[tuple[str, str]] = []
+
+    def fail(field: str, message: str) -> None:
+        errors.append((field, message))
+
+    def need(field: str, name: str | None) -> None:
+        if name is not None and name not in cols:
+            fail(field, f"{name!r} is not a declared column (columns: {declared})")
+
+    need("time.column", spec.time.column)
+    if spec.time.column in cols and cols[spec.time.column].type not in ("datetime", "text"):
+        fail("time.column", f"{spec.time.column!r} must be a datetime or text column")
+    need("id_column", spec.id_column)
+    for name in spec.key:
+        need("key", name)
+    for name in spec.excluded:
+        need("excluded", name)
+    need("label.column", spec.label.column)
+    label_source = spec.label.column
+    if spec.label.rule is not None and label_source in cols:
+        is_value = LABEL_RULE.match(spec.label.rule)["value"] is not None
+        if spec.task == "regression" and not is_value:
+            fail("label.rule", "a regression label is the value itself: rule = 'value'")
+        if spec.task == "binary" and is_value:
+            fail("label.rule", "a binary label needs a comparison, e.g. '> 15'")
+        if is_value and cols[label_source].type not in NUMERIC_TYPES:
+            fail("label.rule", f"'value' needs a numeric column, {label_source!r} "
+                          f"is {cols[label_source].type}")
+    features = spec.features
+    derived = [f for f in [*features.numeric, *features.categorical] if f not in cols]
+    if derived and features.derive is None:
+        fail("features", f"{derived} are not declared columns and no derive hook makes "
+                      "them ([features] derive = \"function name\")")
+    for kind, names, types in (("numeric", features.numeric, NUMERIC_TYPES),
+                               ("categorical", features.categorical, ("category", "text"))):
+        for name in names:
+            if name in spec.excluded:
+                fail(f"features.{kind}", f"{name!r} is excluded "
+                              f"({spec.excluded[name]}); remove it from one of the two")
+            if name == label_source:
+                fail(f"features.{kind}", f"{name!r} is the label's source column")
+            if name in cols and cols[name].type not in types:
+                fail(f"features.{kind}", f"{name!r} is a {cols[name].type} column; "
+                              f"expected {' or '.join(types)}")
+    for name in features.inputs or []:
+        need("features.inputs", name)
+        if name in spec.excluded:
+            fail("features.inputs", f"{name!r} is excluded ({spec.excluded[name]})")
+        if name == label_source:
+            fail("features.inputs", f"{name!r} is the label's source column")
+    if features.derive is not None and features.inputs is None:
+        fail("features.inputs", "list the raw columns the derive hook reads (they are "
+                      "the request schema)")
+    for table in ("floors", "max_worsening"):
+        for metric in (gate or {}).get(table, {}):
+            if metric not in TASK_METRICS[spec.task]:
+                fail(f"gate.{table}", f"{metric!r} is not a {spec.task} metric "
+                              f"(expected one of {list(TASK_METRICS[spec.task])})")
+    if spec.metric not in TASK_METRICS[spec.task]:
+        fail("primary_metric", f"{spec.primary_metric!r} is not a {spec.task} metric "
+                      f"(expected one of {list(TASK_METRICS[spec.task])})")
+    return errors
