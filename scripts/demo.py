@@ -1,13 +1,15 @@
-"""The main job: driftline's whole loop on real 2013 flight data, through a real scheduler.
+"""The main job: driftline's whole loop on every shipped dataset pack, through a real scheduler.
 
 1. start Airflow (scheduler, dag-processor, triggerer, api-server; SQLite, LocalExecutor)
-2. replay Jan-Mar 2013 into the landing zone and backfill ``driftline_ingest`` over it
-3. trigger ``driftline_train`` (as a person would in the UI): train, gate, deploy v1
-4. month by month from April: replay, backfill ingest, send traffic to the model server,
-   backfill ``driftline_monitor``; when a month's drift crosses the threshold the deferred
-   sensor in ``driftline_retrain_on_drift`` triggers ``driftline_train``, whose gate deploys
-   v2 or refuses it
-5. print the summary; Airflow and the serving stack stay up (``make stop`` stops them)
+2. per pack (``$DRIFTLINE_DEMO_PACKS``, default ``flights,bikes``), from its ``[source]``:
+   replay the history span into the landing zone and backfill ``<pack>_ingest`` over it;
+   trigger ``<pack>_train`` as a person would from the UI: train, gate, deploy v1
+3. month by month after that: replay and backfill ingest, send traffic to the pack's model
+   through the router, backfill ``<pack>_monitor``; when a month's drift crosses the threshold
+   the deferred sensor in ``<pack>_retrain_on_drift`` triggers ``<pack>_train``, whose gate
+   deploys v2 or refuses it
+4. print each pack's summary; both models stay live behind the one router, each with its own
+   endpoint; Airflow and serving stay up (``make stop`` stops them)
 
 Usage: ``python scripts/demo.py`` (``--up`` only starts the stack, ``--stop`` stops it).
 """
@@ -29,31 +31,14 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from airflow_stack import AirflowApi, AirflowStack, airflow_env  # noqa: E402
 
 log = logging.getLogger("demo")
-DAGS = ["driftline_ingest", "driftline_train", "driftline_monitor",
-        "driftline_retrain_on_drift", "driftline_rollback"]
+STAGES = ("ingest", "train", "monitor", "retrain_on_drift", "rollback")
 TRAFFIC_ROWS_PER_MONTH = 3000
+DEFAULT_PACKS = "flights,bikes"
 
 
 def month_end(first: dt.date) -> dt.date:
     nxt = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
     return nxt - dt.timedelta(days=1)
-
-
-def ingest(api: AirflowApi, settings, start: dt.date, end: dt.date) -> dict:
-    """Replay ``[start, end]`` into the landing zone and backfill ingest over it."""
-    from driftline.sources import iter_days, replay
-
-    replay(settings.landing_dir, start, end)
-    days = {d.isoformat() for d in iter_days(start, end)}
-    began = time.monotonic()
-    api.backfill("driftline_ingest", start.isoformat(), end.isoformat(), max_active_runs=4)
-    runs = api.wait_runs("driftline_ingest", days, timeout=1800,
-                         progress=_progress(f"ingest {start}..{end}"))
-    seconds = time.monotonic() - began
-    failed = sorted(r["logical_date"][:10] for r in runs if r["state"] != "success")
-    print(f"   ingest {start}..{end}: {len(runs) - len(failed)}/{len(runs)} days ok "
-          f"in {seconds:.0f}s{'; failed: ' + ', '.join(failed) if failed else ''}")
-    return {"days": len(runs), "failed": failed, "seconds": seconds}
 
 
 def _progress(label: str):
@@ -67,122 +52,166 @@ def _progress(label: str):
     return show
 
 
-def send_traffic(settings, start: dt.date, end: dt.date, rows: int) -> int:
-    """Send the month's flights to the live model through the router, in batches of 100."""
-    import httpx
-    from driftline.features import INPUT_COLUMNS
-    from driftline.sources import load_flights_with_weather
+class PackDemo:
+    """The demo's loop for one pack.
 
-    flights = load_flights_with_weather()
-    dates = flights[["year", "month", "day"]].apply(tuple, axis=1)
-    month = flights[(dates >= (start.year, start.month, start.day))
-                    & (dates <= (end.year, end.month, end.day))]
-    sample = month.sample(min(rows, len(month)), random_state=0)[INPUT_COLUMNS]
-    records = json.loads(sample.to_json(orient="records"))
-    url = f"http://127.0.0.1:{settings.serving.router_port}/predict"
-    served = 0
-    with httpx.Client(timeout=30) as client:
-        for i in range(0, len(records), 100):
-            response = client.post(url, json={"rows": records[i:i + 100]})
-            response.raise_for_status()
-            served += len(response.json()["predictions"])
-    return served
+    :param api: the Airflow REST client.
+    :param ws: the pack's workspace.
+    :param source: the pack's whole history (its ``[source]`` loader's rows).
+    """
+
+    def __init__(self, api: AirflowApi, ws, source):
+        self.api, self.ws, self.source = api, ws, source
+        self.pack = ws.pack
+        self.name = ws.name
+        self.timings: dict = {}
+
+    def dag(self, stage: str) -> str:
+        return f"{self.name}_{stage}"
+
+    def ingest(self, start: dt.date, end: dt.date) -> dict:
+        """Replay ``[start, end]`` into the landing zone and backfill ingest over it."""
+        from driftline.landing import replay
+        from driftline.packs.timeline import iter_intervals
+
+        replay(self.ws, start, end, source=self.source)
+        intervals = {d.isoformat() for d in iter_intervals(start, end, self.pack.interval)}
+        began = time.monotonic()
+        self.api.backfill(self.dag("ingest"), start.isoformat(), end.isoformat(),
+                          max_active_runs=4)
+        runs = self.api.wait_runs(self.dag("ingest"), intervals, timeout=1800,
+                                  progress=_progress(f"{self.name} ingest {start}..{end}"))
+        seconds = time.monotonic() - began
+        failed = sorted(r["logical_date"][:10] for r in runs if r["state"] != "success")
+        print(f"   {self.name} ingest {start}..{end}: {len(runs) - len(failed)}/{len(runs)} "
+              f"intervals ok in {seconds:.0f}s{'; failed: ' + ', '.join(failed) if failed else ''}")
+        return {"intervals": len(runs), "failed": failed, "seconds": seconds}
+
+    def send_traffic(self, start: dt.date, end: dt.date, rows: int) -> int:
+        """Send the month's rows to the pack's live model through the router, 100 a request."""
+        import httpx
+        import numpy as np
+        from driftline.serving.paths import router_url
+        from driftline.training import request_rows
+
+        dates = self.pack.local_dates(self.source[self.pack.time_column])
+        month = self.source[(dates >= np.datetime64(start)) & (dates <= np.datetime64(end))]
+        records = request_rows(self.pack, month.sample(min(rows, len(month)), random_state=0))
+        url = f"{router_url(self.ws.settings, self.name)}/predict"
+        served = 0
+        with httpx.Client(timeout=30) as client:
+            for i in range(0, len(records), 100):
+                response = client.post(url, json={"rows": records[i:i + 100]})
+                response.raise_for_status()
+                served += len(response.json()["predictions"])
+        return served
+
+    def describe_train_run(self, run: dict) -> str:
+        states = {t["task_id"]: t["state"]
+                  for t in self.api.task_instances(self.dag("train"), run["dag_run_id"])}
+        tasks = ", ".join(f"{k}={v}" for k, v in states.items())
+        return f"{run['dag_run_id']}: {run['state']} ({tasks})"
+
+    def wait_drift_train_run(self, report_id: str, timeout: float = 300) -> dict | None:
+        """Wait for the train run the drift sensor started for ``report_id``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for run in self.api.runs(self.dag("train")):
+                if (run.get("conf") or {}).get("drift_report_id") == report_id:
+                    return self.api.wait_run(self.dag("train"), run["dag_run_id"], timeout=1200)
+            time.sleep(3)
+        return None
+
+    def run(self) -> dict | None:
+        """The whole loop; returns the drift-triggered train run (None if none happened)."""
+        from driftline.monitoring import drift_dir, report_id_for
+
+        source_spec = self.pack.spec.source
+        first, last = source_spec.history
+        for stage in STAGES:
+            self.api.wait_for_dag(self.dag(stage))
+        print(f"== {self.name} 1. ingest {first}..{last} (backfill, 4 runs at a time) ==")
+        self.timings["ingest_history"] = self.ingest(first, last)
+
+        print(f"== {self.name} 2. train, gate and deploy v1 (manual trigger, as from the UI) ==")
+        self.api.set_paused(self.dag("train"), False)
+        began = time.monotonic()
+        run_id = self.api.trigger(self.dag("train"), {
+            "window_start": first.isoformat(), "window_end": last.isoformat(),
+            "reason": f"initial model on {first}..{last}"})
+        run = self.api.wait_run(self.dag("train"), run_id, timeout=1200)
+        self.timings["train_v1_s"] = time.monotonic() - began
+        print(f"   {self.describe_train_run(run)}")
+        if run["state"] != "success":
+            print(f"   {self.name} v1 did not deploy; see the task logs in the UI")
+            return None
+
+        print(f"== {self.name} 3. later months: ingest, serve traffic, monitor drift ==")
+        self.api.set_paused(self.dag("retrain_on_drift"), False)
+        self.api.set_paused(self.dag("monitor"), False)
+        month = last + dt.timedelta(days=1)
+        for _ in range(source_spec.replay_months):
+            end = month_end(month)
+            self.ingest(month, end)
+            served = self.send_traffic(month, end, TRAFFIC_ROWS_PER_MONTH)
+            print(f"   served {served} {self.name} predictions for {month:%B %Y} through the "
+                  "router")
+            self.api.backfill(self.dag("monitor"), month.isoformat(), month.isoformat(),
+                              max_active_runs=1)
+            self.api.wait_runs(self.dag("monitor"), {month.isoformat()}, timeout=600)
+            summary_path = drift_dir(self.ws) / report_id_for(month, end) / "summary.json"
+            summary = json.loads(summary_path.read_text())
+            print(f"   {self.name} drift {month:%B %Y}: share {summary['share']:.3f} "
+                  f"(threshold {summary['threshold']}) "
+                  f"{'CROSSED' if summary['crossed'] else 'below'}")
+            if summary["crossed"]:
+                print("   waiting for the drift sensor to trigger retraining ...")
+                outcome = self.wait_drift_train_run(summary["report_id"])
+                if outcome:
+                    print(f"   drift-triggered {self.describe_train_run(outcome)}")
+                return outcome
+            month = end + dt.timedelta(days=1)
+        return None
 
 
-def train_runs(api: AirflowApi) -> list[dict]:
-    return api.runs("driftline_train", order_by="-run_after")
-
-
-def wait_new_train_run(api: AirflowApi, known: set[str], timeout: float = 300) -> dict | None:
-    """Wait for a train run not in ``known`` that actually trains (not a skipped asset run)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for run in train_runs(api):
-            if run["dag_run_id"] in known or not (run.get("conf") or {}).get("drift_report_id"):
-                continue
-            return api.wait_run("driftline_train", run["dag_run_id"], timeout=1200)
-        time.sleep(3)
-    return None
-
-
-def describe_train_run(api: AirflowApi, run: dict) -> str:
-    states = {t["task_id"]: t["state"] for t in api.task_instances("driftline_train",
-                                                                    run["dag_run_id"])}
-    tasks = ", ".join(f"{k}={v}" for k, v in states.items())
-    return f"{run['dag_run_id']}: {run['state']} ({tasks})"
-
-
-def run_demo(stack: AirflowStack, months: int) -> int:
-    from driftline.monitoring import drift_dir, report_id_for
+def run_demo(stack: AirflowStack, pack_names: list[str]) -> int:
     from driftline.overview import collect, render_text
     from driftline.settings import load_settings
+    from driftline.workspace import open_workspace
 
     settings = load_settings()
     api = stack.api()
-    for dag_id in DAGS:
-        api.wait_for_dag(dag_id)
-    timings: dict = {}
-
-    print("== 1. ingest Jan-Mar 2013 (backfill, 4 runs at a time) ==")
-    timings["ingest_q1"] = ingest(api, settings, dt.date(2013, 1, 1), dt.date(2013, 3, 31))
-
-    print("== 2. train, gate and deploy v1 (manual trigger, as from the UI) ==")
-    api.set_paused("driftline_train", False)
-    began = time.monotonic()
-    run_id = api.trigger("driftline_train", {"window_start": "2013-01-01",
-                                             "window_end": "2013-03-31",
-                                             "reason": "initial model on Q1 2013"})
-    run = api.wait_run("driftline_train", run_id, timeout=1200)
-    timings["train_v1_s"] = time.monotonic() - began
-    print(f"   {describe_train_run(api, run)}")
-    if run["state"] != "success":
-        print("   v1 did not deploy; see the task logs in the UI")
-        return 1
-
-    print("== 3. later months: ingest, serve traffic, monitor drift ==")
-    api.set_paused("driftline_retrain_on_drift", False)
-    api.set_paused("driftline_monitor", False)
-    known = {r["dag_run_id"] for r in train_runs(api)}
-    first = dt.date(2013, 4, 1)
-    outcome = None
-    for _ in range(months):
-        last = month_end(first)
-        ingest(api, settings, first, last)
-        served = send_traffic(settings, first, last, TRAFFIC_ROWS_PER_MONTH)
-        print(f"   served {served} predictions for {first:%B} through the router")
-        api.backfill("driftline_monitor", first.isoformat(), first.isoformat(),
-                     max_active_runs=1)
-        api.wait_runs("driftline_monitor", {first.isoformat()}, timeout=600)
-        summary_path = drift_dir(settings) / report_id_for(first, last) / "summary.json"
-        summary = json.loads(summary_path.read_text())
-        print(f"   drift {first:%B}: share {summary['share']:.3f} (threshold "
-              f"{summary['threshold']}) {'CROSSED' if summary['crossed'] else 'below'}")
-        if summary["crossed"]:
-            print("   waiting for the drift sensor to trigger retraining ...")
-            outcome = wait_new_train_run(api, known)
-            if outcome:
-                print(f"   drift-triggered {describe_train_run(api, outcome)}")
-            break
-        first = last + dt.timedelta(days=1)
+    outcomes, demos = {}, {}
+    for name in pack_names:
+        ws = open_workspace(name, settings)
+        demos[name] = PackDemo(api, ws, ws.pack.load_source())
+        outcomes[name] = demos[name].run()
 
     print()
-    print("================ driftline summary ================")
-    print(render_text(collect(settings)))
-    print(f"== timings == ingest Q1 {timings['ingest_q1']['seconds']:.0f}s "
-          f"({timings['ingest_q1']['days']} days), train+gate+deploy v1 "
-          f"{timings['train_v1_s']:.0f}s")
-    print_access(stack, settings)
-    if outcome is None:
-        print("no drift-triggered retraining happened in the months replayed")
+    for name, demo in demos.items():
+        print(f"================ driftline summary: {name} ================")
+        print(render_text(collect(demo.ws)))
+        history = demo.timings.get("ingest_history")
+        if history:
+            print(f"== timings == ingest history {history['seconds']:.0f}s "
+                  f"({history['intervals']} intervals), train+gate+deploy v1 "
+                  f"{demo.timings.get('train_v1_s', 0):.0f}s")
+    print_access(stack, settings, pack_names)
+    missing = [name for name, outcome in outcomes.items() if outcome is None]
+    if missing:
+        print(f"no drift-triggered retraining happened for: {', '.join(missing)}")
         return 1
     return 0
 
 
-def print_access(stack: AirflowStack, settings) -> None:
+def print_access(stack: AirflowStack, settings, pack_names: list[str]) -> None:
+    from driftline.serving.paths import router_url
+
     print(f"== Airflow UI == {stack.url}  (login admin / admin); driftline page: "
           f"{stack.url}/driftline/")
-    print(f"== model endpoint == http://127.0.0.1:{settings.serving.router_port}/predict "
-          f"(/version, /health)")
+    for name in pack_names:
+        print(f"== {name} endpoint == {router_url(settings, name)}/predict "
+              "(/version, /health)")
     print("stop everything with: make stop")
 
 
@@ -191,33 +220,43 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--up", action="store_true", help="only start Airflow and serving")
     parser.add_argument("--stop", action="store_true", help="stop Airflow and serving")
-    parser.add_argument("--months", type=int, default=9, help="later months to move through")
+    parser.add_argument("--packs", default=os.environ.get("DRIFTLINE_DEMO_PACKS", DEFAULT_PACKS),
+                        help=f"comma-separated packs to run (default {DEFAULT_PACKS})")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows as it happens, also in a log
 
     airflow_home = Path(os.environ.get("AIRFLOW_HOME", ROOT / ".airflow"))
     driftline_home = Path(os.environ.get("DRIFTLINE_HOME", ROOT / ".driftline"))
     os.environ["DRIFTLINE_HOME"] = str(driftline_home)
+    os.environ.setdefault("DRIFTLINE_PACKS", str(ROOT / "packs"))
     stack = AirflowStack(airflow_env(ROOT, airflow_home, driftline_home))
 
-    from driftline.serving.bluegreen import BlueGreen
+    from driftline.serving.bluegreen import stop_serving
     from driftline.settings import load_settings
 
     if args.stop:
         stack.stop()
-        BlueGreen(load_settings()).stop_all()
+        stop_serving(load_settings())
         print("stopped Airflow and the serving stack")
         return 0
-    print(f"== starting Airflow in {airflow_home} (state in {driftline_home}) ==")
+    pack_names = [p.strip() for p in args.packs.split(",") if p.strip()]
+    print(f"== starting Airflow in {airflow_home} (state in {driftline_home}; packs "
+          f"{', '.join(pack_names)}) ==")
     stack.init()
     stack.start()
     stack.wait_healthy()
     if args.up:
-        state = BlueGreen(load_settings()).status()
-        print(f"Airflow is up; serving: {state.get('live') or 'nothing deployed yet'}")
-        print_access(stack, load_settings())
+        from driftline.overview import collect_all
+
+        view = collect_all(load_settings())
+        for name, pack in view["packs"].items():
+            print(f"{name}: serving {pack['serving'].get('live') or 'nothing deployed yet'}")
+        for name, error in view["broken"].items():
+            print(f"{name}: does not load: {error}")
+        print_access(stack, load_settings(), list(view["packs"]))
         return 0
-    return run_demo(stack, args.months)
+    return run_demo(stack, pack_names)
 
 
 if __name__ == "__main__":

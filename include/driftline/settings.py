@@ -26,7 +26,7 @@ from pathlib import Path
 import pydantic
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
-STRICT = pydantic.ConfigDict(extra="forbid")
+STRICT = pydantic.ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 def dataclass(cls=None, /, **kwargs):
@@ -42,6 +42,7 @@ class ValidationSettings:
     pack's spec)."""
 
     min_rows: int = 50
+    """Fewest rows an interval's file may hold."""
     max_out_of_range_share: float = 0.005
     """Largest share of a column's values outside its declared range."""
     max_unknown_category_share: float = 0.0
@@ -55,16 +56,27 @@ class TrainingSettings:
     """Defaults for a training run; a run's params override them."""
 
     window_days: int = 90
+    """Days of data a training run uses, ending at the window's end."""
     holdout_days: int = 14
+    """The window's last days, held out for evaluation and the gate (never shuffled)."""
     reference_rows: int = 20_000
+    """Training-feature rows kept with the model as the drift reference."""
     num_boost_round: int = 200
+    """XGBoost boosting rounds."""
     max_depth: int = 6
+    """XGBoost tree depth."""
     learning_rate: float = 0.1
+    """XGBoost learning rate (eta)."""
     subsample: float = 0.9
+    """Share of rows sampled per tree."""
     colsample_bytree: float = 0.9
+    """Share of features sampled per tree."""
     min_child_weight: float = 1.0
+    """XGBoost minimum hessian per leaf."""
     nthread: int = 0
+    """XGBoost threads; 0 = all cores."""
     device: str = "cpu"
+    """``cpu`` or ``cuda``."""
     require_gpu: bool = True
     """Fail when ``device`` asks for CUDA and XGBoost fell back to the CPU."""
 
@@ -95,7 +107,9 @@ class MonitorSettings:
     """Per-column drift score (normed Wasserstein for numbers, Jensen-Shannon for categories)
     above which a column counts as drifted (Evidently's default is 0.1)."""
     reference_rows: int = 20_000
+    """Rows of the reference sample drift reports use."""
     poke_interval_s: float = 5.0
+    """How often the drift sensor's trigger looks for new reports."""
 
 
 @dataclass
@@ -104,9 +118,13 @@ class ServingSettings:
     ``host``, ``router_port`` and ``backend`` are installation-wide; a pack may set the rest."""
 
     host: str = "127.0.0.1"
+    """Loopback address the router binds to."""
     router_port: int = 8780
+    """The router's port: ``/<pack>/predict`` for every pack."""
     max_batch_rows: int = 10_000
+    """Largest batch one request may send (413 over it)."""
     start_timeout_s: float = 60.0
+    """How long a starting slot has to become ready."""
     backend: str = "local"
     """``local`` (slot processes behind nginx) or ``kubernetes`` (blue and green
     Deployments behind one Service whose selector is switched; see ``[serving_kubernetes]``)."""
@@ -134,7 +152,13 @@ class KubernetesServingSettings:
     image: str = "driftline-serve:0.1.0"
     namespace: str = "default"
     service: str = "driftline-serving"
-    """The live Service; its selector's ``driftline.io/slot`` is what a switch changes."""
+    """Prefix of every object's name: a pack's live Service is ``<service>-<pack>-live``, its
+    selector's ``driftline.io/slot`` is what a switch changes."""
+    blue_port: int = 8080
+    green_port: int = 8080
+    """The model server's TCP port in the blue (green) slot's pods (the container port
+    ``http``; Services target it by name). Every pod has its own network, so both can be
+    the same; they must differ only where pods share one (``hostNetwork``, a test node)."""
     replicas: int = 2
     cpu_request: str = "1"
     memory_request: str = "1Gi"
@@ -142,6 +166,8 @@ class KubernetesServingSettings:
     run_as_user: int = 10001
     home: str = "/data/driftline"
     """DRIFTLINE_HOME in the serving pods (the registry must be there)."""
+    packs_dir: str = "/opt/driftline/packs"
+    """DRIFTLINE_PACKS in the serving pods: where the image (or a volume) holds the packs."""
     home_pvc: str = ""
     """PersistentVolumeClaim with the registry, mounted read-only at ``home``."""
     config_map: str = ""

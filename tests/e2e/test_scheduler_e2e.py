@@ -1,8 +1,10 @@
-"""The whole loop through a real Airflow scheduler, triggerer, dag-processor and api-server.
+"""The whole loop through a real Airflow scheduler, triggerer, dag-processor and api-server, on
+both shipped packs at once.
 
-ingest (backfill) → manual train → gate → deploy → later data → monitor (backfill) → drift
-sensor in the triggerer → drift-triggered train → gate → deploy or refuse. Nothing here
-calls DAG code: every step goes through Airflow's REST API and scheduler.
+Per pack: ingest (backfill) → manual train → gate → deploy → later data → monitor (backfill) →
+drift sensor in the triggerer → drift-triggered train → gate → deploy or refuse. Both models
+then answer side by side behind the one router. Nothing here calls DAG code: every step goes
+through Airflow's REST API and scheduler.
 """
 
 from __future__ import annotations
@@ -12,13 +14,18 @@ import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
+from driftline.landing import replay
+from driftline.packs.timeline import iter_intervals
 from driftline.registry import Registry
-from driftline.sources import iter_days, replay
+from driftline.serving.paths import router_url
+from driftline.training import request_rows
 
-from tests.helpers import ROOT, TEST_CONFIG, settings_at
+from tests.helpers import ROOT, TEST_CONFIG, workspace_at
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from airflow_stack import AirflowStack, airflow_env
@@ -26,6 +33,14 @@ from airflow_stack import AirflowStack, airflow_env
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
     shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(),
     reason="nginx is not installed (make install installs it)")]
+
+# (pack, history span, the later month monitored)
+SCENARIOS = {
+    "flights": ((dt.date(2013, 1, 1), dt.date(2013, 1, 24)),
+                (dt.date(2013, 7, 1), dt.date(2013, 7, 7)), dt.date(2013, 7, 31)),
+    "bikes": ((dt.date(2011, 1, 1), dt.date(2011, 6, 30)),
+              (dt.date(2011, 9, 1), dt.date(2011, 9, 30)), dt.date(2011, 9, 30)),
+}
 
 
 @pytest.fixture(scope="module")
@@ -42,69 +57,100 @@ def stack(tmp_path_factory):
     stack.start()
     try:
         stack.wait_healthy()
-        yield stack, settings_at(root / "driftline")
+        yield stack, root / "driftline"
     finally:
         stack.stop()
-        from driftline.serving.bluegreen import BlueGreen
+        from driftline.serving.bluegreen import stop_serving
 
-        BlueGreen(settings_at(root / "driftline")).stop_all()
+        stop_serving(workspace_at(root / "driftline").settings)
         for log in sorted((root / "airflow" / "logs").glob("*.log")):
             if os.environ.get("DRIFTLINE_E2E_LOGS"):
                 print(f"--- {log.name}\n{log.read_text()[-3000:]}")
 
 
-def test_drift_triggers_retraining_through_the_real_scheduler(stack):
-    stack, settings = stack
-    api = stack.api()
-    for dag_id in ("driftline_ingest", "driftline_train", "driftline_monitor",
-                   "driftline_retrain_on_drift"):
-        api.wait_for_dag(dag_id)
-
-    start, end = dt.date(2013, 1, 1), dt.date(2013, 1, 24)
-    replay(settings.landing_dir, start, end)
-    api.backfill("driftline_ingest", str(start), str(end), max_active_runs=4)
-    runs = api.wait_runs("driftline_ingest", {str(d) for d in iter_days(start, end)},
+def _ingest(api, ws, start: dt.date, end: dt.date) -> list[dict]:
+    replay(ws, start, end)
+    dag = f"{ws.name}_ingest"
+    api.backfill(dag, str(start), str(end), max_active_runs=4)
+    return api.wait_runs(dag, {str(d) for d in iter_intervals(start, end, ws.pack.interval)},
                          timeout=900)
-    assert {r["state"] for r in runs} == {"success"}
 
-    api.set_paused("driftline_train", False)
-    run_id = api.trigger("driftline_train", {"window_start": str(start),
-                                             "window_end": str(end), "reason": "e2e v1"})
-    assert api.wait_run("driftline_train", run_id, timeout=600)["state"] == "success"
-    registry = Registry(settings.registry_dir, settings.model_name)
+
+def _drift_train_run(api, dag: str, report_id: str) -> dict:
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        run = next((r for r in api.runs(dag)
+                    if (r.get("conf") or {}).get("drift_report_id") == report_id), None)
+        if run:
+            return api.wait_run(dag, run["dag_run_id"], timeout=600)
+        time.sleep(3)
+    raise AssertionError(f"the drift sensor did not trigger {dag} for {report_id}")
+
+
+def _loop(api, ws) -> dict:
+    """One pack's whole loop; returns what the test asserts on."""
+    (start, end), (later, later_end), month_end = SCENARIOS[ws.name]
+    for stage in ("ingest", "train", "monitor", "retrain_on_drift"):
+        api.wait_for_dag(f"{ws.name}_{stage}")
+    runs = _ingest(api, ws, start, end)
+    assert {r["state"] for r in runs} == {"success"}, runs
+
+    train = f"{ws.name}_train"
+    api.set_paused(train, False)
+    run_id = api.trigger(train, {"window_start": str(start), "window_end": str(end),
+                                 "reason": f"e2e {ws.name} v1"})
+    assert api.wait_run(train, run_id, timeout=600)["state"] == "success"
+    registry = Registry(ws.registry_dir, ws.model_name)
     v1 = registry.champion().version
 
-    api.set_paused("driftline_retrain_on_drift", False)
-    july = dt.date(2013, 7, 1), dt.date(2013, 7, 7)
-    replay(settings.landing_dir, *july)
-    api.backfill("driftline_ingest", str(july[0]), str(july[1]), max_active_runs=4)
-    api.wait_runs("driftline_ingest", {str(d) for d in iter_days(*july)}, timeout=600)
-    api.backfill("driftline_monitor", "2013-07-01", "2013-07-01", max_active_runs=1)
-    (monitor,) = api.wait_runs("driftline_monitor", {"2013-07-01"}, timeout=600)
+    api.set_paused(f"{ws.name}_retrain_on_drift", False)
+    _ingest(api, ws, later, later_end)
+    month = later.replace(day=1)
+    api.backfill(f"{ws.name}_monitor", str(month), str(month), max_active_runs=1)
+    (monitor,) = api.wait_runs(f"{ws.name}_monitor", {str(month)}, timeout=600)
     assert monitor["state"] == "success"
-    summary = json.loads((settings.reports_dir / "drift" / "drift_2013-07-01_2013-07-31" /
-                          "summary.json").read_text())
+    report_id = f"drift_{month}_{month_end}"
+    summary = json.loads((ws.reports_dir / "drift" / report_id / "summary.json").read_text())
     assert summary["crossed"], summary
+    assert summary["pack"] == ws.name
 
-    import time
-
-    deadline = time.monotonic() + 600
-    drift_run = None
-    while time.monotonic() < deadline and drift_run is None:
-        drift_run = next((r for r in api.runs("driftline_train")
-                          if (r.get("conf") or {}).get("drift_report_id") == summary[
-                              "report_id"]), None)
-        time.sleep(3)
-    assert drift_run, "the drift sensor did not trigger driftline_train"
-    finished = api.wait_run("driftline_train", drift_run["dag_run_id"], timeout=600)
+    finished = _drift_train_run(api, train, report_id)
     states = {t["task_id"]: t["state"]
-              for t in api.task_instances("driftline_train", drift_run["dag_run_id"])}
+              for t in api.task_instances(train, finished["dag_run_id"])}
     assert states["train"] == "success"
-    assert states["gate"] in {"success", "failed"}  # deployed or refused, both with reasons
-    if finished["state"] == "success":
-        assert registry.champion().version != v1
-    else:
-        assert registry.champion().version == v1
-        assert registry.events()[-1]["event"] == "refused"
     claim = json.loads((Path(summary["report_dir"]) / "retrain_claim.json").read_text())
-    assert claim["by"].startswith(("scheduled__", "manual__", "asset_triggered__"))
+    assert claim["by"].startswith("scheduled__"), claim  # the @continuous sensor's run
+    return {"v1": v1, "finished": finished, "states": states, "registry": registry}
+
+
+def test_both_packs_run_the_whole_loop_through_the_real_scheduler(stack):
+    stack, home = stack
+    api = stack.api()
+    flights, bikes = workspace_at(home, "flights"), workspace_at(home, "bikes")
+
+    bikes_result = _loop(api, bikes)
+    # bikes: September against a Jan-Jun reference retrains, and the autumn model wins
+    assert bikes_result["finished"]["state"] == "success", bikes_result["states"]
+    bikes_v2 = bikes_result["registry"].champion().version
+    assert bikes_v2 != bikes_result["v1"]
+
+    flights_result = _loop(api, flights)
+    registry = flights_result["registry"]
+    if flights_result["finished"]["state"] == "success":
+        assert registry.champion().version != flights_result["v1"]
+    else:  # refused: the gate says why, and the live model stays
+        assert flights_result["states"]["gate"] == "failed"
+        assert registry.champion().version == flights_result["v1"]
+        assert registry.events()[-1]["event"] == "refused"
+
+    # both live side by side behind the one router, each answering with its own model
+    # (the flights deploys above did not touch the bikes slots)
+    assert Registry(bikes.registry_dir, "bikes").champion().version == bikes_v2
+    for ws, source_day in ((flights, dt.date(2013, 7, 2)), (bikes, dt.date(2011, 9, 2))):
+        rows = ws.pack.load_source()
+        day = rows[ws.pack.local_dates(rows[ws.pack.time_column]) == source_day].head(3)
+        body = httpx.post(f"{router_url(ws.settings, ws.name)}/predict",
+                          json={"rows": request_rows(ws.pack, day)}, timeout=10).json()
+        live = Registry(ws.registry_dir, ws.model_name).champion().version
+        assert (body["pack"], body["model_version"]) == (ws.name, live)
+        assert len(body["predictions"]) == 3

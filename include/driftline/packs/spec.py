@@ -9,6 +9,7 @@ used by every stage, as Evidently's ``DataDefinition`` declares roles once.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Literal
 
@@ -38,13 +39,14 @@ LABEL_RULE = re.compile(
 class Strict(BaseModel):
     """Base of every spec section: unknown fields are refused."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ColumnSpec(Strict):
     """One column of the landing data."""
 
     type: ColumnType
+    """``integer``, ``number``, ``category``, ``text`` or ``datetime``."""
     required: bool = True
     """The column must be present in every landing file."""
     nullable: bool = True
@@ -58,6 +60,7 @@ class ColumnSpec(Strict):
     """The known vocabulary; the share of other values is limited by
     ``[validation] max_unknown_category_share``."""
     description: str = ""
+    """What the column means, for people."""
 
     @model_validator(mode="after")
     def _consistent(self) -> ColumnSpec:
@@ -79,7 +82,9 @@ class LandingSpec(Strict):
     format: Literal["csv", "csv.gz", "parquet"] | None = None
     """Default: from the pattern's suffix (.csv, .csv.gz, .parquet)."""
     interval: Literal["daily", "monthly"] = "daily"
+    """One file (and one partition) per day or per calendar month."""
     delimiter: str = Field(",", min_length=1, max_length=1)
+    """CSV field separator."""
 
     @field_validator("pattern")
     @classmethod
@@ -106,6 +111,7 @@ class TimeSpec(Strict):
     """The event time of a row: drives partitions, the holdout and drift windows."""
 
     column: str
+    """The column holding each row's event time."""
     timezone: str = "UTC"
     """Zone in which data intervals are cut; times without an offset are local to it."""
     format: str | None = None
@@ -116,6 +122,7 @@ class LabelSpec(Strict):
     """What the model learns: a rule on a source column, or a hook."""
 
     column: str | None = None
+    """The source column of the label (with ``rule``)."""
     rule: str | None = None
     """``value`` (regression: the column itself), or a comparison: ``> 15``, ``== 'yes'``."""
     hook: str | None = None
@@ -142,7 +149,9 @@ class FeaturesSpec(Strict):
     """The model's features: declared columns, or values derived by a hook."""
 
     numeric: list[str] = []
+    """Numeric features: declared integer/number columns or derived values."""
     categorical: list[str] = []
+    """Categorical features: declared category/text columns or derived values."""
     derive: str | None = None
     """Function in the hooks module: ``f(columns) -> {feature: array}`` for the features
     that are not columns; ``columns`` maps each input to a numpy array."""
@@ -172,14 +181,23 @@ class SourceSpec(Strict):
     loader: str
     """Function in the hooks module returning a frame of every row with the time column."""
     description: str = ""
+    """Where the rows come from, for people."""
+    history: tuple[dt.date, dt.date] | None = None
+    """The demo's first phase: the span it ingests and trains the first model on."""
+    replay_months: int = Field(6, ge=0, le=120)
+    """The demo's second phase: months replayed one by one after ``history``."""
 
 
 class PackSpec(Strict):
     """A whole dataset pack."""
 
     name: str
+    """The pack's name: its directory's name, the prefix of its DAG ids, its registry
+    namespace and its endpoint ``/<name>/predict``."""
     description: str = ""
+    """One line for people (DAG docs, the UI)."""
     task: Task
+    """``binary`` (probability of the positive label) or ``regression`` (a value)."""
     hooks: str | None = None
     """Python file next to the spec with the pack's pure functions; default ``hooks.py``
     when it exists."""
@@ -197,6 +215,7 @@ class PackSpec(Strict):
     primary_metric: Metric | None = None
     """Default: ``auc`` (binary) or ``rmse`` (regression)."""
     source: SourceSpec | None = None
+    """Where the demo replays history from (``[source]``)."""
     training: dict = {}
     """Overrides of ``[training]`` (window, holdout, hyperparameters); see the settings."""
     gate: dict = {}
