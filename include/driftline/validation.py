@@ -144,7 +144,13 @@ def _quality_checks(pack: Pack, df: pd.DataFrame, limits: ValidationSettings,
         frame, data_definition=DataDefinition(numerical_columns=numeric, categorical_columns=text))
     report = Report(metrics, include_tests=True).run(dataset).dict()
     values = {metric["id"]: metric["value"] for metric in report["metrics"]}
-    return [_check_from_test(test, values) for test in report["tests"]]
+    checks = [_check_from_test(test, values) for test in report["tests"]]
+    for column, spec in columns.items():  # Evidently has no test on a distinct count
+        if spec.max_categories is not None:
+            distinct = int(df[column].nunique(dropna=True))
+            checks.append(Check("distinct values", column, distinct, spec.max_categories,
+                                distinct <= spec.max_categories))
+    return checks
 
 
 def _check_from_test(test: dict, values: dict) -> Check:

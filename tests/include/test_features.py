@@ -4,48 +4,52 @@ import numpy as np
 import pandas as pd
 import pytest
 from driftline.features import (
-    FEATURES,
-    INPUT_COLUMNS,
     FeatureSchema,
     build_features,
     build_label,
-    calendar_date_mask,
-    day_of_week,
     derive_features,
     encode,
 )
 
 
-def test_features_from_raw_rows(flights):
+def test_features_from_raw_rows(flights_pack, flights):
     raw = flights.head(500)
-    features = build_features(raw)
-    assert list(features.columns) == FEATURES
-    first = raw.iloc[0]
-    assert features["sched_dep_hour"].iloc[0] == pytest.approx(
-        first.sched_dep_time // 100 + (first.sched_dep_time % 100) / 60)
+    features = build_features(flights_pack, raw)
+    assert list(features.columns) == flights_pack.features
+    assert flights_pack.features[-3:] == ["carrier", "origin", "dest"]
+    # Expected values computed another way: plain integer arithmetic and pandas' calendar.
+    hours = [t // 100 + (t % 100) / 60 for t in raw["sched_dep_time"].tolist()]
+    np.testing.assert_allclose(features["sched_dep_hour"], hours, rtol=0, atol=1e-12)
+    weekday = pd.to_datetime(raw[["year", "month", "day"]]).dt.dayofweek.to_numpy(float)
+    np.testing.assert_array_equal(features["day_of_week"], weekday)
     assert features["day_of_week"].iloc[0] == 1.0  # 2013-01-01 was a Tuesday
+    pd.testing.assert_series_equal(features["distance"], raw["distance"].astype(float))
+    assert features["dest"].tolist() == raw["dest"].tolist()
 
 
-def test_serving_rows_and_landing_rows_give_identical_features(flights):
+def test_serving_rows_and_landing_rows_give_identical_features(flights_pack, flights):
     """One code path: JSON request rows (strings/None) == lake rows (typed frame)."""
-    raw = flights.head(200)[INPUT_COLUMNS]
+    raw = flights.head(200)[flights_pack.inputs]
     from_request = pd.DataFrame(raw.to_dict(orient="records"))
-    pd.testing.assert_frame_equal(build_features(raw), build_features(from_request))
+    pd.testing.assert_frame_equal(build_features(flights_pack, raw),
+                                  build_features(flights_pack, from_request))
 
 
-def test_missing_input_column_is_named():
+def test_missing_input_column_is_named(flights_pack):
     with pytest.raises(KeyError, match="dest"):
-        build_features(pd.DataFrame({c: [1] for c in INPUT_COLUMNS if c != "dest"}))
+        build_features(flights_pack, pd.DataFrame({c: [1] for c in flights_pack.inputs
+                                                   if c != "dest"}))
 
 
-def test_label_is_late_over_15_minutes_and_unknown_when_cancelled():
-    label = build_label(pd.DataFrame({"arr_delay": [15.0, 16.0, -3.0, np.nan]}))
+def test_label_is_late_over_15_minutes_and_unknown_when_cancelled(flights_pack):
+    label = build_label(flights_pack, pd.DataFrame({"arr_delay": [15.0, 16.0, -3.0, np.nan]}))
     assert label.tolist()[:3] == [0.0, 1.0, 0.0] and np.isnan(label.iloc[3])
 
 
-def test_unseen_category_encodes_as_missing_not_an_error(flights):
-    features = build_features(flights.head(300))
-    schema = FeatureSchema.fit(features)
+def test_unseen_category_encodes_as_missing_not_an_error(flights_pack, flights):
+    features = build_features(flights_pack, flights.head(300))
+    schema = FeatureSchema.fit(flights_pack, features)
+    assert schema.categories["origin"] == ["EWR", "JFK", "LGA"]
     novel = features.head(2).copy()
     novel.loc[novel.index[0], "dest"] = "ZZZ"
     matrix = encode(novel, schema)
@@ -55,25 +59,29 @@ def test_unseen_category_encodes_as_missing_not_an_error(flights):
     assert FeatureSchema.from_dict(schema.to_dict()) == schema
 
 
-def test_day_of_week_and_calendar_check_agree_with_pandas():
-    days = pd.date_range("1899-12-25", "2101-03-05", freq="D")
-    year, month, day = (days.year.to_numpy(float), days.month.to_numpy(float),
-                        days.day.to_numpy(float))
-    np.testing.assert_array_equal(day_of_week(year, month, day), days.dayofweek.to_numpy(float))
-    bad = np.array([[2013, 2, 29], [2012, 2, 30], [1900, 2, 29], [2013, 13, 1], [2013, 0, 5],
-                    [2013, 4, 31], [2013, 1, 0], [2013, 1, 1.5], [np.nan, 1, 1]], dtype=float)
-    assert not calendar_date_mask(*bad.T).any()
-    assert np.isnan(day_of_week(*bad.T)).all()
-    assert calendar_date_mask(np.array([2000.0, 2012.0]), np.array([2.0, 2.0]),
-                              np.array([29.0, 29.0])).all()
-
-
-def test_request_columns_give_the_same_matrix_as_the_lake_frame(flights):
+def test_request_columns_give_the_same_matrix_as_the_lake_frame(flights_pack, flights):
     """The serving path (plain lists with None, one per column) and the training path
     (a typed frame) meet in derive_features and encode to the identical matrix."""
-    raw = flights.head(400)[INPUT_COLUMNS]
-    schema = FeatureSchema.fit(build_features(raw))
+    raw = flights.head(400)[flights_pack.inputs]
+    schema = FeatureSchema.fit(flights_pack, build_features(flights_pack, raw))
     records = json.loads(raw.to_json(orient="records"))
-    columns = {c: [r[c] for r in records] for c in INPUT_COLUMNS}
-    np.testing.assert_array_equal(encode(derive_features(columns), schema),
-                                  encode(build_features(raw), schema))
+    columns = {c: [r[c] for r in records] for c in flights_pack.inputs}
+    np.testing.assert_array_equal(encode(derive_features(flights_pack, columns), schema),
+                                  encode(build_features(flights_pack, raw), schema))
+
+
+def test_missing_and_malformed_request_values_become_missing_features(flights_pack, flights):
+    """A null or non-numeric input is NaN (XGBoost's missing), never an exception; a null
+    category is None and encodes as missing."""
+    row = flights.head(1)[flights_pack.inputs].to_dict(orient="records")[0]
+    columns = {c: [row[c], row[c]] for c in flights_pack.inputs}
+    columns["temp"] = [None, "warm"]
+    columns["day"] = [None, row["day"]]
+    columns["carrier"] = [None, row["carrier"]]
+    features = derive_features(flights_pack, columns)
+    assert np.isnan(features["temp"]).all()
+    assert np.isnan(features["day_of_week"][0]) and features["day_of_week"][1] == 1.0
+    assert features["carrier"].tolist() == [None, row["carrier"]]
+    schema = FeatureSchema(features=flights_pack.features,
+                           categories={"carrier": [row["carrier"]], "origin": [], "dest": []})
+    assert np.isnan(encode(features, schema)[0, flights_pack.features.index("carrier")])

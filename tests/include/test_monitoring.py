@@ -10,36 +10,44 @@ from driftline.monitoring import (
     list_drift_reports,
     run_drift_report,
 )
+from driftline.packs.timeline import iter_intervals
 from driftline.registry import Registry
-from driftline.sources import iter_days
 from driftline.versioning import DataRepo
 
-from tests.helpers import settings_at
+from tests.helpers import workspace_at
 
 
 def test_no_champion_means_nothing_to_monitor(home_copy):
-    with pytest.raises(LookupError, match="no champion"):
-        run_drift_report(settings_at(home_copy), dt.date(2013, 1, 1), dt.date(2013, 1, 5))
+    with pytest.raises(LookupError, match="no flights champion"):
+        run_drift_report(workspace_at(home_copy), dt.date(2013, 1, 1), dt.date(2013, 1, 5))
 
 
 def test_summer_drifts_from_a_winter_reference_and_winter_does_not(home_copy, flights):
-    settings = settings_at(home_copy)
-    Registry(settings.registry_dir, settings.model_name).set_alias("champion", "v0001", "t")
-    repo = DataRepo(settings.data_repo, settings.dvc_remote)
+    ws = workspace_at(home_copy)
+    Registry(ws.registry_dir, ws.model_name).set_alias("champion", "v0001", "t")
+    repo = DataRepo.of(ws)
     dates = flights[["year", "month", "day"]].apply(tuple, axis=1)
-    for day in iter_days(dt.date(2013, 7, 1), dt.date(2013, 7, 3)):
+    for day in iter_intervals(dt.date(2013, 7, 1), dt.date(2013, 7, 3), "daily"):
         repo.write_partition(day, flights[dates == (day.year, day.month, day.day)])
 
-    winter = run_drift_report(settings, dt.date(2013, 1, 1), dt.date(2013, 1, 19))  # = training
-    summer = run_drift_report(settings, dt.date(2013, 7, 1), dt.date(2013, 7, 3))
+    winter = run_drift_report(ws, dt.date(2013, 1, 1), dt.date(2013, 1, 19))  # = training
+    summer = run_drift_report(ws, dt.date(2013, 7, 1), dt.date(2013, 7, 3))
     assert summer["share"] > winter["share"]
+    assert ws.monitor.drift_share_threshold == 0.4
     assert summer["crossed"] and not winter["crossed"]
-    assert {"temp", "dewp"} <= set(summer["datasets"]["lake"]["drifted"])
-    assert (drift_dir(settings) / summer["report_id"] / "lake.html").exists()
+    lake = summer["datasets"]["lake"]
+    assert {"temp", "dewp"} <= set(lake["drifted"])
+    assert lake["rows"] == sum(len(flights[dates == (2013, 7, d)]) for d in (1, 2, 3))
+    # Nothing was served: the share is the lake's, the drifted columns over all features.
+    assert list(summer["datasets"]) == ["lake"]
+    assert summer["share"] == lake["share"] == len(lake["drifted"]) / len(ws.pack.features)
+    assert summer["pack"] == "flights" and summer["model_version"] == "v0001"
+    assert drift_dir(ws) == home_copy / "reports" / "flights" / "drift"
+    assert (drift_dir(ws) / summer["report_id"] / "lake.html").exists()
 
-    again = run_drift_report(settings, dt.date(2013, 7, 1), dt.date(2013, 7, 3))
-    assert again["report_id"] == summer["report_id"]
-    assert len(list_drift_reports(drift_dir(settings))) == 2  # rerun overwrote, not added
+    again = run_drift_report(ws, dt.date(2013, 7, 1), dt.date(2013, 7, 3))
+    assert again["report_id"] == summer["report_id"] == "drift_2013-07-01_2013-07-03"
+    assert len(list_drift_reports(drift_dir(ws))) == 2  # rerun overwrote, not added
 
 
 def test_a_crossing_report_can_be_claimed_exactly_once(tmp_path):

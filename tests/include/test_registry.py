@@ -1,27 +1,33 @@
 import json
 
 import pytest
-from driftline.registry import ArtifactIntegrityError, Registry
+from driftline.registry import ArtifactIntegrityError, Registry, sha256_file
 
-from tests.helpers import settings_at
+from tests.helpers import workspace_at
 
 
 def test_training_registered_a_verifiable_model_with_lineage(trained_home):
-    settings = settings_at(trained_home)
-    (version,) = Registry(settings.registry_dir, settings.model_name).versions()
+    ws = workspace_at(trained_home)
+    (version,) = Registry(ws.registry_dir, ws.model_name).versions()
     meta = version.metadata
-    assert version.version == "v0001"
+    assert version.version == "v0001" and version.name == ws.model_name == "flights"
+    assert version.path == trained_home / "registry" / "flights" / "versions" / "v0001"
     assert meta["artifact"]["format"] == "xgboost-ubj"
-    assert version.verify() == meta["artifact"]["sha256"]
+    assert version.verify() == meta["artifact"]["sha256"] == sha256_file(version.model_path)
     assert len(meta["data_version"]) == 40 and meta["code_version"]
+    assert meta["pack"] == ws.pack.identity()
     assert {"auc", "logloss", "device"} <= set(meta["metrics"])
     assert not list(version.path.glob("*.pkl")) and not list(version.path.glob("*.pickle"))
-    assert len(version.reference()) > 1000 and len(version.holdout()) > 1000
+    reference, holdout = version.reference(), version.holdout()
+    assert list(reference.columns) == ws.pack.features and len(reference) == 5000
+    assert len(holdout) == meta["metrics"]["rows"] > 1000
+    # The holdout is raw rows: the gate recomputes the label with the pack's rule.
+    assert list(holdout.columns) == list(ws.pack.spec.columns)
 
 
 def test_tampered_artifact_is_refused(home_copy):
-    settings = settings_at(home_copy)
-    version = Registry(settings.registry_dir, settings.model_name).get("v0001")
+    ws = workspace_at(home_copy)
+    version = Registry(ws.registry_dir, ws.model_name).get("v0001")
     with open(version.model_path, "ab") as fh:
         fh.write(b"\0")
     with pytest.raises(ArtifactIntegrityError, match="does not match the registry"):
@@ -29,8 +35,8 @@ def test_tampered_artifact_is_refused(home_copy):
 
 
 def test_aliases_and_events_are_recorded(home_copy):
-    settings = settings_at(home_copy)
-    registry = Registry(settings.registry_dir, settings.model_name)
+    ws = workspace_at(home_copy)
+    registry = Registry(ws.registry_dir, ws.model_name)
     assert registry.champion() is None
     registry.set_alias("champion", "v0001", "first deploy")
     assert registry.champion().version == "v0001"

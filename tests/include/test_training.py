@@ -2,6 +2,7 @@ import datetime as dt
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from driftline.features import FeatureSchema
 from driftline.registry import Registry
@@ -9,55 +10,83 @@ from driftline.settings import TrainingSettings
 from driftline.training import (
     GpuUnavailableError,
     main,
-    predict_proba,
+    predict,
     resolve_params,
+    split_holdout,
+    task_metrics,
     train,
 )
 from driftline.versioning import DataRepo
+from sklearn.metrics import roc_auc_score
 
-from tests.helpers import DATA_END, DATA_START, settings_at
+from tests.helpers import DATA_END, DATA_START, workspace_at
 
 
 def test_model_beats_chance_on_the_time_holdout(trained_home):
-    settings = settings_at(trained_home)
-    version = Registry(settings.registry_dir, settings.model_name).get("v0001")
+    ws = workspace_at(trained_home)
+    version = Registry(ws.registry_dir, ws.model_name).get("v0001")
     metrics = version.metrics
-    assert 0.6 < metrics["auc"] <= 1.0
+    holdout = version.holdout()
+    # The recorded AUC, recomputed without driftline's metrics: sklearn on the model's
+    # predictions against "arrived more than 15 minutes late".
+    schema = FeatureSchema.from_dict(version.metadata["feature_schema"])
+    proba = predict(ws.pack, version.load_booster(), holdout, schema)
+    late = (holdout["arr_delay"] > 15).astype(int)
+    assert metrics["auc"] == pytest.approx(roc_auc_score(late, proba), abs=1e-9)
+    assert metrics["auc"] > 0.6
+    assert metrics["positive_rate"] == pytest.approx(late.mean())
     assert metrics["device"] == "cpu"
     holdout_days = sorted({dt.date(int(r.year), int(r.month), int(r.day))
-                           for r in version.holdout().itertuples()})
-    n = settings.training.holdout_days
+                           for r in holdout.itertuples()})
+    n = ws.training.holdout_days
+    assert n == 5
     assert holdout_days == [DATA_END - dt.timedelta(days=i) for i in range(n - 1, -1, -1)]
 
 
-def test_recorded_smoke_predictions_are_reproducible(trained_home):
-    settings = settings_at(trained_home)
-    version = Registry(settings.registry_dir, settings.model_name).get("v0001")
-    import pandas as pd
+def test_holdout_split_is_by_local_day(flights_pack):
+    # 03:30Z on 3 Jan is 22:30 on 2 Jan in New York: it belongs to the training days.
+    raw = pd.DataFrame({"time_hour": ["2013-01-01T12:00:00Z", "2013-01-03T03:30:00Z",
+                                      "2013-01-03T12:00:00Z", "2013-01-04T04:00:00Z"]})
+    train_rows, holdout = split_holdout(flights_pack, raw, 1)
+    assert train_rows.index.tolist() == [0, 1] and holdout.index.tolist() == [2, 3]
 
+
+def test_task_metrics_of_a_binary_pack(flights_pack):
+    y = np.array([0, 0, 1, 1])
+    metrics = task_metrics(flights_pack, y, np.array([0.1, 0.6, 0.4, 0.9]))
+    assert metrics["auc"] == 0.75 and metrics["accuracy"] == 0.5 and metrics["rows"] == 4
+    assert metrics["logloss"] == pytest.approx(-np.mean(np.log([0.9, 0.4, 0.4, 0.9])))
+
+
+def test_recorded_smoke_predictions_are_reproducible(trained_home):
+    ws = workspace_at(trained_home)
+    version = Registry(ws.registry_dir, ws.model_name).get("v0001")
     smoke = version.metadata["smoke"]
-    proba = predict_proba(version.load_booster(), pd.DataFrame(smoke["rows"]),
-                          FeatureSchema.from_dict(version.metadata["feature_schema"]))
+    assert list(smoke["rows"][0]) == ws.pack.request_columns
+    proba = predict(ws.pack, version.load_booster(), pd.DataFrame(smoke["rows"]),
+                    FeatureSchema.from_dict(version.metadata["feature_schema"]))
     np.testing.assert_allclose(proba, smoke["predictions"], atol=1e-6)
 
 
 def test_same_inputs_reuse_the_version(trained_home):
-    settings = settings_at(trained_home)
-    head = DataRepo(settings.data_repo, settings.dvc_remote).head()
-    result = train(settings, head, DATA_START, DATA_END)
+    ws = workspace_at(trained_home)
+    result = train(ws, DataRepo.of(ws).head(), DATA_START, DATA_END)
     assert result["reused"] and result["version"] == "v0001"
 
 
 def test_entrypoint_prints_the_result_as_json(home_copy, monkeypatch, capsys):
     monkeypatch.setenv("DRIFTLINE_HOME", str(home_copy))
-    settings = settings_at(home_copy)
-    head = DataRepo(settings.data_repo, settings.dvc_remote).head()
-    assert main(["--data-version", head, "--start", str(DATA_START), "--end", str(DATA_END),
-                 "--params", '{"max_depth": 3}', "--reason", "cli test"]) == 0
+    ws = workspace_at(home_copy)
+    head = DataRepo.of(ws).head()
+    assert main(["--pack", "flights", "--data-version", head, "--start", str(DATA_START),
+                 "--end", str(DATA_END), "--params", '{"max_depth": 3}',
+                 "--reason", "cli test"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["version"] == "v0002" and not result["reused"]
-    assert Registry(settings.registry_dir, "flight_delay").get("v0002").metadata[
-        "params"]["max_depth"] == 3
+    assert result["pack"] == "flights"
+    meta = Registry(ws.registry_dir, "flights").get("v0002").metadata
+    assert meta["params"]["max_depth"] == 3 and meta["reason"] == "cli test"
+    assert meta["pack"]["digest"] == ws.pack.digest
 
 
 def test_unknown_hyperparameter_is_refused_by_name():
@@ -66,9 +95,7 @@ def test_unknown_hyperparameter_is_refused_by_name():
 
 
 def test_asking_for_a_gpu_without_one_fails_instead_of_silently_using_the_cpu(home_copy):
-    settings = settings_at(home_copy)
-    head = DataRepo(settings.data_repo, settings.dvc_remote).head()
+    ws = workspace_at(home_copy)
     with pytest.raises(GpuUnavailableError, match="trained on 'cpu'"):
-        train(settings, head, DATA_START, DATA_END, params={"device": "cuda"})
-    assert [v.version for v in Registry(settings.registry_dir, "flight_delay").versions()] == [
-        "v0001"]
+        train(ws, DataRepo.of(ws).head(), DATA_START, DATA_END, params={"device": "cuda"})
+    assert [v.version for v in Registry(ws.registry_dir, "flights").versions()] == ["v0001"]

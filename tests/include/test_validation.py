@@ -1,54 +1,154 @@
+import dataclasses
 import datetime as dt
+import json
+import shutil
 
 import numpy as np
+import pytest
+from driftline.ingest import ingest_interval
+from driftline.landing import read_landing_file, replay
+from driftline.packs import load_pack
 from driftline.settings import ValidationSettings
-from driftline.sources import landing_path, read_landing_file, replay
-from driftline.validation import validate_landing_frame
+from driftline.validation import DataValidationError, validate_landing_frame
+
+from tests.helpers import PACKS, workspace_at
+
+DAY = dt.date(2013, 3, 5)
 
 
-def _day(tmp_path):
-    replay(tmp_path, dt.date(2013, 3, 5), dt.date(2013, 3, 5))
-    return read_landing_file(landing_path(tmp_path, dt.date(2013, 3, 5)))
+@pytest.fixture
+def day(tmp_path, flights):
+    """A real landing day (2013-03-05, 965 flights) as ingest reads it."""
+    ws = workspace_at(tmp_path)
+    replay(ws, DAY, DAY, source=flights)
+    return read_landing_file(ws.pack, ws.landing_path(DAY))
 
 
-def test_a_real_day_passes_every_check(tmp_path):
-    result = validate_landing_frame(_day(tmp_path), "flights_2013-03-05.csv")
+def _validate(pack, frame, limits=None):
+    return validate_landing_frame(pack, frame, "f.csv", limits, start=DAY)
+
+
+def test_a_real_day_passes_every_check(flights_pack, day):
+    result = validate_landing_frame(flights_pack, day, "flights_2013-03-05.csv", start=DAY)
     assert result.passed, [c.describe() for c in result.failures]
+    assert result.rows == len(day) == 965
     assert len(result.checks) > 30
+    names = [c.name for c in result.checks]
+    assert {"row count", "share of rows outside the data interval",
+            "share of rows whose time does not parse"} <= set(names)
 
 
-def test_missing_column_fails_naming_it(tmp_path):
-    result = validate_landing_frame(_day(tmp_path).drop(columns=["dest"]), "f.csv")
+def test_missing_column_fails_naming_it(flights_pack, day):
+    result = _validate(flights_pack, day.drop(columns=["dest"]))
     assert not result.passed
     assert [(c.name, c.column) for c in result.failures] == [("required column present", "dest")]
 
 
-def test_wrong_type_fails_naming_column_and_type(tmp_path):
-    frame = _day(tmp_path)
-    frame["distance"] = "far"
-    (failure,) = validate_landing_frame(frame, "f.csv").failures
+def test_a_missing_optional_column_is_not_a_failure(flights_pack, day):
+    assert _validate(flights_pack, day.drop(columns=["tailnum", "air_time"])).passed
+
+
+def test_wrong_type_fails_naming_column_and_type(flights_pack, day):
+    day["distance"] = "far"
+    (failure,) = _validate(flights_pack, day).failures
     assert (failure.name, failure.column, failure.threshold) == ("column type", "distance",
                                                                  "numeric")
 
 
-def test_null_share_over_limit_fails_with_measured_share(tmp_path):
-    frame = _day(tmp_path)
-    frame.loc[frame.index[:100], "carrier"] = np.nan
-    failures = validate_landing_frame(frame, "f.csv").failures
+def test_null_share_over_limit_fails_with_measured_share(flights_pack, day):
+    day.loc[day.index[:100], "carrier"] = np.nan
+    failures = _validate(flights_pack, day).failures
     assert [(c.name, c.column) for c in failures] == [("null share", "carrier")]
-    assert failures[0].value == round(100 / len(frame), 6)
+    assert failures[0].value == round(100 / 965, 6)
     assert failures[0].threshold == 0.0
 
 
-def test_out_of_range_values_fail_over_the_allowed_share(tmp_path):
-    frame = _day(tmp_path)
-    frame.loc[frame.index[:20], "humid"] = 250.0
-    result = validate_landing_frame(frame, "f.csv", ValidationSettings())
+def test_a_column_null_limit_comes_from_its_spec(flights_pack, day):
+    """temp allows half its values missing (max_null_share = 0.5 in the pack)."""
+    day.loc[day.index[:400], "temp"] = np.nan
+    assert _validate(flights_pack, day).passed
+    day.loc[day.index[:500], "temp"] = np.nan
+    (failure,) = _validate(flights_pack, day).failures
+    assert (failure.name, failure.column, failure.threshold) == ("null share", "temp", 0.5)
+    assert failure.value == round(500 / 965, 6)
+
+
+def test_out_of_range_values_fail_over_the_allowed_share(flights_pack, day):
+    day.loc[day.index[:20], "humid"] = 250.0
+    result = _validate(flights_pack, day, ValidationSettings())
     (failure,) = result.failures
-    assert failure.column == "humid" and failure.name.startswith("out-of-range share")
+    assert failure.column == "humid" and failure.name == "out-of-range share [0.0, 100.0]"
+    assert failure.value == round(20 / 965, 6)
     assert "measured" in failure.describe() and "limit 0.005" in failure.describe()
 
 
-def test_too_few_rows_fails(tmp_path):
-    result = validate_landing_frame(_day(tmp_path).head(10), "f.csv")
+def test_too_few_rows_fails(flights_pack, day):
+    result = _validate(flights_pack, day.head(10))
     assert ("row count", 10.0) in [(c.name, c.value) for c in result.failures]
+
+
+def test_rows_outside_the_data_interval_fail(flights_pack, day):
+    """The interval is the local (New York, EST) day: 05:00Z to 05:00Z the next day."""
+    times = ["2013-03-05T05:00:00Z",   # local midnight: inside
+             "2013-03-06T04:59:00Z",   # 23:59 local: inside
+             "2013-03-06T05:00:00Z",   # the next local midnight: outside
+             "2013-03-05T04:59:00Z"]   # 23:59 the day before: outside
+    day.loc[day.index[:4], "time_hour"] = times
+    (failure,) = _validate(flights_pack, day).failures
+    assert (failure.name, failure.column) == ("share of rows outside the data interval", None)
+    assert (failure.value, failure.threshold) == (round(2 / 965, 6), 0.0)
+    limits = ValidationSettings(max_outside_interval_share=0.0025)
+    assert _validate(flights_pack, day, limits).passed
+
+
+def test_an_unparseable_time_fails(flights_pack, day):
+    day.loc[day.index[:3], "time_hour"] = ["not a time", "2013-13-05T10:00:00Z", ""]
+    (failure,) = _validate(flights_pack, day).failures
+    assert (failure.name, failure.column) == ("share of rows whose time does not parse", None)
+    assert failure.value == round(3 / 965, 6)
+
+
+def test_unknown_categories_over_the_limit_fail_when_a_column_declares_them(tmp_path, day):
+    shutil.copytree(PACKS / "flights", tmp_path / "trial")
+    spec = tmp_path / "trial" / "pack.toml"
+    text = spec.read_text().replace('name = "flights"', 'name = "trial"')
+    declared = 'origin = {type = "category", nullable = false}'
+    assert declared in text
+    spec.write_text(text.replace(declared, 'origin = {type = "category", nullable = false, '
+                                           'categories = ["EWR", "JFK", "LGA"]}'))
+    pack = load_pack(tmp_path / "trial")
+    assert _validate(pack, day).passed
+    day.loc[day.index[:4], "origin"] = "BOS"
+    (failure,) = _validate(pack, day).failures
+    assert (failure.name, failure.column) == ("unknown-category share", "origin")
+    assert (failure.value, failure.threshold) == (round(4 / 965, 6), 0.0)
+    assert _validate(pack, day, ValidationSettings(max_unknown_category_share=0.005)).passed
+    assert not _validate(pack, day, ValidationSettings(max_unknown_category_share=0.004)).passed
+
+
+def test_a_header_only_file_fails_its_row_count_instead_of_crashing(tmp_path, flights_pack,
+                                                                     day):
+    ws = workspace_at(tmp_path)
+    path = ws.landing_path(DAY)
+    path.write_text(",".join(day.columns) + "\n")
+    empty = read_landing_file(flights_pack, path)
+    assert empty.empty and list(empty.columns) == list(day.columns)
+    result = _validate(flights_pack, empty)
+    assert [(c.name, c.value, c.passed) for c in result.checks] == [("row count", 0, False)]
+    assert result.rows == 0
+
+    with pytest.raises(DataValidationError, match="row count FAILED: measured 0"):
+        ingest_interval(ws, DAY)
+    assert not path.exists()
+    reason = json.loads((ws.quarantine_dir / f"{path.name}.reason.json").read_text())
+    assert reason["pack"] == "flights" and reason["failed"] == [
+        f"row count FAILED: measured 0, limit >= {ws.validation.min_rows}"]
+    assert not ws.data_repo.exists()  # nothing reached the lake
+
+
+def test_checks_use_the_workspace_limits(tmp_path, day):
+    ws = workspace_at(tmp_path)
+    day.loc[day.index[:3], "humid"] = 250.0  # 0.31% out of range: under the 0.5% default
+    assert _validate(ws.pack, day, ws.validation).passed
+    strict = dataclasses.replace(ws.validation, max_out_of_range_share=0.003)
+    assert [c.column for c in _validate(ws.pack, day, strict).failures] == ["humid"]

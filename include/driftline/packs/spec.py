@@ -59,6 +59,9 @@ class ColumnSpec(Strict):
     categories: list[str] | None = None
     """The known vocabulary; the share of other values is limited by
     ``[validation] max_unknown_category_share``."""
+    max_categories: int | None = Field(None, ge=1)
+    """Largest number of distinct values one file may hold (a cap instead of, or beside, a
+    vocabulary)."""
     description: str = ""
     """What the column means, for people."""
 
@@ -71,6 +74,9 @@ class ColumnSpec(Strict):
                 raise ValueError(f"range low {self.range[0]} is above high {self.range[1]}")
         if self.categories is not None and self.type != "category":
             raise ValueError(f"categories are only for category columns, not {self.type}")
+        if self.max_categories is not None and self.type not in ("category", "text"):
+            raise ValueError(f"max_categories is only for category/text columns, not "
+                             f"{self.type}")
         return self
 
 
@@ -298,6 +304,11 @@ def reference_errors(spec: PackSpec, gate: dict | None = None) -> list[tuple[str
             fail("features.inputs", f"{name!r} is excluded ({spec.excluded[name]})")
         if name == label_source:
             fail("features.inputs", f"{name!r} is the label's source column")
+    if features.inputs is not None:
+        for name in [*features.numeric, *features.categorical]:
+            if name in cols and name not in features.inputs:
+                fail("features.inputs", f"feature {name!r} is a column but not an input; add "
+                                        "it to inputs (a request must carry it)")
     if features.derive is not None and features.inputs is None:
         fail("features.inputs", "list the raw columns the derive hook reads (they are "
                       "the request schema)")
