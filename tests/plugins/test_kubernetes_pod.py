@@ -26,7 +26,8 @@ from kubernetes.client import models as k8s
 from tests.helpers import with_value
 
 K8S_VERSIONS = ["1.30", ".".join(kubernetes_validate.latest_version().split(".")[:2])]
-PLAN = {"data_version": "0123456789abcdef0123456789abcdef01234567", "start": "2013-01-01",
+PLAN = {"pack": "flights", "data_version": "0123456789abcdef0123456789abcdef01234567",
+        "start": "2013-01-01",
         "end": "2013-01-24", "params": {"max_depth": 4, "device": "cuda"},
         "reason": "drift report drift_2013-06-01_2013-06-30", "trigger": "drift"}
 GPU_TAINT = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
@@ -36,20 +37,22 @@ SETTINGS = KubernetesSettings(
     cpu_request="3", memory_request="12Gi", memory_limit="24Gi", run_as_user=10001,
     remote_secret="driftline-dvc-remote", data_repo_url="https://git.example/data.git",
     home="/data/driftline", service_account="driftline-train")
-RESULT = {"model_name": "flight_delay", "version": "v0002", "device": "cpu",
+RESULT = {"model_name": "flights", "pack": "flights", "version": "v0002", "device": "cpu",
           "metrics": {"auc": 0.71}, "data_version": PLAN["data_version"]}
 
 
 def context() -> dict:
     """The few context keys ``build_pod_request_obj`` reads (pod labels)."""
-    ti = SimpleNamespace(dag_id="driftline_train", task_id="train", map_index=-1,
+    ti = SimpleNamespace(dag_id="flights_train", task_id="train", map_index=-1,
                          try_number=1)
     return {"ti": ti, "run_id": "manual__2013-01-24T00:00:00+00:00", "dag": SimpleNamespace()}
 
 
-def render(settings: KubernetesSettings = SETTINGS, plan: dict = PLAN, **kwargs) -> dict:
+def render(settings: KubernetesSettings = SETTINGS, plan: dict = PLAN, pack: str = "flights",
+           **kwargs) -> dict:
     """The pod the operator would create, as the JSON sent to the apiserver."""
-    op = KubernetesTrainOperator(task_id="train", plan=plan, settings=settings, **kwargs)
+    op = KubernetesTrainOperator(task_id="train", pack=pack, plan=plan, settings=settings,
+                                 **kwargs)
     op.hook = mock.Mock(is_in_cluster=False)  # the cached hook: no kubeconfig, no cluster
     pod = op.build_pod_request_obj(context())
     return ApiClient().sanitize_for_serialization(pod)
@@ -105,20 +108,25 @@ def test_the_pod_runs_as_non_root_without_privileges(pod):
         "capabilities": {"drop": ["ALL"]}}
 
 
-def test_dvc_credentials_come_from_the_secret_and_home_from_settings(pod):
+def test_dvc_credentials_come_from_the_secret_and_home_and_packs_from_settings(pod):
     (container,) = pod["spec"]["containers"]
     assert container["envFrom"] == [
         {"secretRef": {"name": "driftline-dvc-remote", "optional": True}}]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["DRIFTLINE_HOME"] == "/data/driftline"
+    assert env["DRIFTLINE_PACKS"] == "/opt/driftline/packs"  # the image's packs
     assert not any("SECRET" in name or "KEY" in name for name in env)
+    from dataclasses import replace
+
+    moved = render(replace(SETTINGS, packs_dir="/mnt/packs"))["spec"]["containers"][0]
+    assert {e["name"]: e["value"] for e in moved["env"]}["DRIFTLINE_PACKS"] == "/mnt/packs"
 
 
 def test_command_is_the_local_entrypoint_with_the_same_arguments(pod):
     (container,) = pod["spec"]["containers"]
     expected = ["python", *training_command(PLAN), "--data-repo", "https://git.example/data.git"]
     assert container["command"] + container["args"] == expected
-    assert container["args"][:2] == ["-m", "driftline.training"]
+    assert container["args"][:4] == ["-m", "driftline.training", "--pack", "flights"]
     assert json.loads(container["args"][container["args"].index("--params") + 1]) == {
         "max_depth": 4, "device": "cuda"}
 
@@ -133,11 +141,29 @@ def test_no_xcom_sidecar_and_identifying_metadata(pod):
     assert [c["name"] for c in pod["spec"]["containers"]] == ["base"]
     assert not pod["spec"].get("initContainers") and not pod["spec"].get("volumes")
     meta = pod["metadata"]
-    assert meta["namespace"] == "ml-training" and meta["name"].startswith("driftline-train-")
+    assert meta["namespace"] == "ml-training"
+    assert meta["name"].startswith("driftline-train-flights-")
     assert meta["labels"]["app.kubernetes.io/component"] == "training"
-    assert meta["labels"]["dag_id"] == "driftline_train"
+    assert meta["labels"]["driftline.io/pack"] == "flights"
+    assert meta["labels"]["dag_id"] == "flights_train"
     assert pod["spec"]["restartPolicy"] == "Never"
     assert pod["spec"]["serviceAccountName"] == "driftline-train"
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_a_pack_name_with_underscores_gives_a_valid_pod(version):
+    pod = render(plan={**PLAN, "pack": "city_bikes"}, pack="city_bikes")
+    assert kubernetes_validate.validate(pod, version, strict=True) == version
+    assert pod["metadata"]["name"].startswith("driftline-train-city-bikes-")  # DNS-1123
+    assert pod["metadata"]["labels"]["driftline.io/pack"] == "city_bikes"
+    args = pod["spec"]["containers"][0]["args"]
+    assert args[args.index("--pack") + 1] == "city_bikes"
+
+
+def test_a_plan_of_another_pack_is_refused():
+    with pytest.raises(AirflowException, match="the plan is for pack 'flights', but this "
+                                               "task trains pack 'bikes'"):
+        render(pack="bikes")
 
 
 def test_operator_kwargs_override_settings():
@@ -179,7 +205,7 @@ def terminated_pod(exit_code: int) -> k8s.V1Pod:
 
 
 def test_the_callback_reads_result_and_exit_code_from_the_pod_log():
-    op = KubernetesTrainOperator(task_id="train", plan=PLAN, settings=SETTINGS)
+    op = KubernetesTrainOperator(task_id="train", pack="flights", plan=PLAN, settings=SETTINGS)
     client = mock.Mock()
     client.read_namespaced_pod_log.return_value.data = (
         "INFO registered\n" + json.dumps(RESULT) + "\n").encode()
@@ -196,7 +222,7 @@ def test_the_callback_reads_result_and_exit_code_from_the_pod_log():
 
 
 def test_a_failed_pod_fails_with_its_exit_code_and_last_line():
-    op = KubernetesTrainOperator(task_id="train", plan=PLAN, settings=SETTINGS)
+    op = KubernetesTrainOperator(task_id="train", pack="flights", plan=PLAN, settings=SETTINGS)
     client = mock.Mock()
     client.read_namespaced_pod_log.return_value.data = (
         b"Traceback (most recent call last):\n"

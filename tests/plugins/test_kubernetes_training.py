@@ -1,10 +1,12 @@
-"""The train DAG's Kubernetes path end to end, against a real kube-apiserver.
+"""The flights pack's train DAG's Kubernetes path end to end, against a real kube-apiserver.
 
-``driftline_train`` is parsed with ``DRIFTLINE_TRAINING_BACKEND=kubernetes`` and run with
+``flights_train`` is parsed with ``DRIFTLINE_TRAINING_BACKEND=kubernetes`` and run with
 ``dag.test()``: its ``train`` task is a KubernetesTrainOperator that creates a pod through
 the testbed's kube-apiserver; the testbed's node agent runs the pod's command
-(``python -m driftline.training ...``) as a local process on the same filesystem, so the pod
-trains on this test's driftline home and registers the model there.
+(``python -m driftline.training --pack flights ...``) as a local process on the same
+filesystem, so the pod trains on this test's driftline home, with the packs of
+``[kubernetes] packs_dir`` (the repository's packs/ here, the image's in a cluster), and
+registers the model there.
 
 The node is labelled and tainted like a GPU node for these tests, and the node agent binds
 only pods that carry the matching node selector *and* a toleration of the taint.
@@ -28,12 +30,14 @@ from driftline.registry import Registry
 from driftline.serving.probe import free_ports
 from driftline.settings import load_settings
 from driftline.versioning import DataRepo
+from driftline.workspace import open_workspace
 from kubernetes import client, watch
 from urllib3.exceptions import ProtocolError
 
 pytestmark = pytest.mark.k8s
 ROOT = Path(__file__).resolve().parents[2]
-TRAIN_DAG = ROOT / "dags" / "driftline_train.py"
+PACKS_DAGS = ROOT / "dags" / "driftline_packs.py"
+PACKS = ROOT / "packs"
 TEST_CONFIG = ROOT / "tests" / "driftline-test.toml"  # not `from tests.helpers import`: that
 # would run tests/conftest.py a second time and point the session at a new Airflow home
 GPU_LABEL = {"nvidia.com/gpu.present": "true"}
@@ -72,18 +76,19 @@ def namespace(gpu_node):
 def k8s(home_copy, gpu_node, namespace, tmp_path, monkeypatch, airflow_db):
     """A driftline home and config that send training to the testbed.
 
-    The config is the test suite's, with serving on free ports (other test sessions on this
-    machine use the fixed ones) and a ``[kubernetes]`` section; ``configure(**kw)`` rewrites
-    it with ``kw`` changed in that section.
+    The config is the test suite's, with the router on a free port (other test sessions on
+    this machine use the fixed one) and a ``[kubernetes]`` section; ``configure(**kw)``
+    rewrites it with ``kw`` changed in that section.
     """
     config = tmp_path / "driftline-k8s.toml"
     base = tomllib.loads(TEST_CONFIG.read_text())
-    ports = dict(zip(("router_port", "blue_port", "green_port"), free_ports(3), strict=True))
-    base["serving"] = {**base.get("serving", {}), **ports}
+    [router_port] = free_ports(1)
+    base["serving"] = {**base.get("serving", {}), "router_port": router_port}
 
     def configure(**kubernetes) -> Path:
         section = {"config_file": str(gpu_node.kubeconfig), "namespace": namespace,
-                   "home": str(home_copy), "gpus": 1, "node_selector": GPU_LABEL,
+                   "home": str(home_copy), "packs_dir": str(PACKS), "gpus": 1,
+                   "node_selector": GPU_LABEL,
                    "tolerations": [TOLERATION], "cpu_request": "1", "memory_request": "1Gi",
                    "memory_limit": "4Gi", "startup_timeout_s": 120, **kubernetes}
         tables = {**base, "kubernetes": section}
@@ -95,12 +100,13 @@ def k8s(home_copy, gpu_node, namespace, tmp_path, monkeypatch, airflow_db):
     monkeypatch.setenv("DRIFTLINE_HOME", str(home_copy))
     monkeypatch.setenv("DRIFTLINE_CONFIG", str(configure()))
     monkeypatch.setenv("DRIFTLINE_TRAINING_BACKEND", "kubernetes")
-    settings = load_settings(home=home_copy, config=config)
-    yield SimpleNamespace(home=home_copy, settings=settings, configure=configure,
+    settings = load_settings(home=home_copy, config=config, packs_dir=PACKS)
+    ws = open_workspace("flights", settings)
+    yield SimpleNamespace(home=home_copy, settings=settings, ws=ws, configure=configure,
                           testbed=gpu_node, api=gpu_node.api(), namespace=namespace)
-    from driftline.serving.bluegreen import BlueGreen
+    from driftline.serving.bluegreen import stop_serving
 
-    BlueGreen(settings).stop_all()
+    stop_serving(settings)
 
 
 def toml(value) -> str:
@@ -149,12 +155,13 @@ class PodRecorder:
 
 
 def parse_train_dag():
-    """The train DAG parsed now (the training backend is chosen at parse time)."""
+    """The flights pack's train DAG parsed now (the training backend is chosen at parse
+    time)."""
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(TRAIN_DAG))
+    bag = DagBag(dag_folder=str(PACKS_DAGS))
     assert bag.import_errors == {}
-    return bag.get_dag("driftline_train")
+    return bag.get_dag("flights_train")
 
 
 def run_dag(dag, conf: dict) -> tuple[str, dict[str, str], object, str]:
@@ -202,8 +209,8 @@ def test_train_dag_trains_in_a_gpu_pod_and_registers_the_model(k8s, deferrable):
     from driftline_provider.operators.kubernetes import KubernetesTrainOperator
 
     k8s.configure(deferrable=deferrable)
-    settings = k8s.settings
-    registry = Registry(settings.registry_dir, settings.model_name)
+    ws = k8s.ws
+    registry = Registry(ws.registry_dir, ws.model_name)
     before = {v.version for v in registry.versions()}
     dag = parse_train_dag()
     assert isinstance(dag.task_dict["train"], KubernetesTrainOperator)
@@ -220,7 +227,7 @@ def test_train_dag_trains_in_a_gpu_pod_and_registers_the_model(k8s, deferrable):
     # the model: trained by the pod on this test's home, registered there, on the CPU
     (new,) = {v.version for v in registry.versions()} - before
     version = registry.get(new)
-    head = DataRepo(settings.data_repo, settings.dvc_remote).head()
+    head = DataRepo.of(ws).head()
     assert version.metadata["reason"] == "k8s e2e" and version.data_version == head
     assert version.metadata["window"] == {"start": "2013-01-01", "end": "2013-01-24"}
     assert version.metadata["params"]["max_depth"] == 5
@@ -233,28 +240,30 @@ def test_train_dag_trains_in_a_gpu_pod_and_registers_the_model(k8s, deferrable):
     assert container.resources.limits["nvidia.com/gpu"] == "1"
     assert created.spec.node_selector == GPU_LABEL
     assert "nvidia.com/gpu" in [t.key for t in created.spec.tolerations]
-    assert container.command + container.args[:2] == ["python", "-m", "driftline.training"]
+    assert container.command + container.args[:4] == [
+        "python", "-m", "driftline.training", "--pack", "flights"]
+    assert {e.name: e.value for e in container.env}["DRIFTLINE_PACKS"] == str(PACKS)
+    assert created.metadata.labels["driftline.io/pack"] == "flights"
     assert any(p.spec.node_name == k8s.testbed.node_name for _, p in pods.events)
     assert "DELETED" in pods.kinds() and not k8s.api.list_namespaced_pod(k8s.namespace).items
     # the pod's own log lines, as the operator relayed them
     assert ("Pausing task as DEFERRED" in log) is deferrable  # the trigger ran (inline)
     prefix = r"\[base\] logs: " if deferrable else r"\[base\] "
-    assert re.search(prefix + rf"\S+ \S+ INFO __main__: registered flight_delay {new} ", log)
-    assert re.search(prefix + r'\{"model_name": "flight_delay"', log)
-    assert f"model flight_delay {new} trained in the pod on device cpu" in log
+    assert re.search(prefix + rf"\S+ \S+ INFO __main__: registered flights {new} ", log)
+    assert re.search(prefix + r'\{"model_name": "flights", "pack": "flights"', log)
+    assert f"model flights {new} trained in the pod on device cpu" in log
     # gate and deploy ran on the pod's result
     assert tasks["gate"] == "success", tasks
     if HAS_NGINX:
         from driftline.serving.bluegreen import BlueGreen
 
         assert state == "success" and tasks["deploy"] == "success", tasks
-        live = BlueGreen(settings).status()
+        live = BlueGreen(ws).status()
         assert live["slots"][live["live"]]["version"] == new
 
 
 def test_a_failing_training_pod_fails_the_task_with_its_exit_code(k8s):
-    settings = k8s.settings
-    registry = Registry(settings.registry_dir, settings.model_name)
+    registry = Registry(k8s.ws.registry_dir, k8s.ws.model_name)
     before = [v.version for v in registry.versions()]
     dag = parse_train_dag()
     dag.task_dict["train"].retries = 0  # the DAG retries once after 30 s; one try is enough
@@ -284,7 +293,8 @@ def test_the_gpu_node_takes_only_pods_with_selector_and_toleration(k8s):
              "both": {}}
     for name, overrides in cases.items():
         cfg = load_settings(config=k8s.configure(**overrides)).kubernetes
-        op = KubernetesTrainOperator(task_id="train", plan=None, settings=cfg, name=name,
+        op = KubernetesTrainOperator(task_id="train", pack="flights", plan=None, settings=cfg,
+                                     name=name,
                                      random_name_suffix=False, arguments=["-c", "pass"])
         k8s.api.create_namespaced_pod(k8s.namespace, op.build_pod_request_obj(dry_run=True))
 

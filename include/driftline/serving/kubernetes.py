@@ -1,35 +1,41 @@
-"""Blue-green serving on Kubernetes (``[serving] backend = "kubernetes"``).
+"""Blue-green serving of one dataset pack on Kubernetes (``[serving] backend =
+"kubernetes"``).
 
-Objects, all in ``[serving_kubernetes] namespace`` and named after ``service``:
+Objects, all in ``[serving_kubernetes] namespace``, named ``<service>-<pack>-<role>`` (the
+pack's name with ``_`` as ``-``; every name ends in one role, so two packs' names never
+collide) and labelled ``app.kubernetes.io/name=<service>`` and ``driftline.io/pack=<pack>``:
 
-* Deployments ``<service>-blue`` and ``<service>-green``: ``replicas`` pods running
-  ``python -m driftline.serving.app --slot <slot> --version <v> --host 0.0.0.0 --port <p>``
-  from ``image`` (``p`` is the slot's ``[serving] blue_port``/``green_port``), labelled
-  ``app.kubernetes.io/name=<service>``, ``driftline.io/slot`` and
-  ``driftline.io/model-version``. Readiness is ``GET /ready``, liveness ``GET /health`` (with
-  a startup probe for the model load); non-root, seccomp ``RuntimeDefault``, no privilege
-  escalation, all capabilities dropped, read-only root filesystem. ``DRIFTLINE_HOME`` is
-  ``home``: the ``home_pvc`` mounted read-only, except its prediction log directory, and
-  ``config_map``'s ``driftline.toml`` as ``DRIFTLINE_CONFIG``. The idle slot takes no
-  traffic, so its Deployments use the ``Recreate`` strategy.
-* Services ``<service>-<slot>`` (one per slot, for checks before a switch) and the live
-  Service ``<service>``, whose selector's ``driftline.io/slot`` is the only thing a switch
-  changes (a strategic-merge patch of that one key). All expose port 80 (``http``).
-* ConfigMap ``<service>-state``: the live slot, each slot's version and the switch history,
-  as JSON. Every write is a ``replace`` with the ``resourceVersion`` that was read, and a
-  deploy or rollback holds a lock recorded in it, so two deployers cannot clobber each other
-  (a lock left by a killed deployer expires after ``3 * start_timeout_s +
-  post_switch_watch_s + 120`` seconds).
+* Deployments ``<service>-<pack>-blue`` and ``-green``: ``replicas`` pods running
+  ``python -m driftline.serving.app --pack <pack> --slot <slot> --version <v> --host 0.0.0.0
+  --port <p>`` from ``image`` (``p``: ``[serving_kubernetes] blue_port``/``green_port``, both
+  8080 by default), labelled ``driftline.io/slot`` and ``driftline.io/model-version``.
+  Readiness is ``GET /ready``, liveness ``GET /health`` (with a startup probe for the model
+  load); non-root, seccomp ``RuntimeDefault``, no privilege escalation, all capabilities
+  dropped, read-only root filesystem. ``DRIFTLINE_HOME`` is ``home``: the ``home_pvc`` mounted
+  read-only, except the pack's prediction log directory; ``DRIFTLINE_PACKS`` is
+  ``packs_dir`` (the image ships the packs there); ``config_map``'s ``driftline.toml`` is
+  ``DRIFTLINE_CONFIG``. The idle slot takes no traffic, so its Deployments use the
+  ``Recreate`` strategy.
+* Services ``<service>-<pack>-blue``/``-green`` (one per slot, for checks before a switch)
+  and the live Service ``<service>-<pack>-live``, whose selector's ``driftline.io/slot`` is
+  the only thing a switch changes (a strategic-merge patch of that one key). All expose port
+  80 (``http``) and select by pack as well as slot.
+* ConfigMap ``<service>-<pack>-state``: the live slot, each slot's version and the switch
+  history, as JSON. Every write is a ``replace`` with the ``resourceVersion`` that was read,
+  and a deploy or rollback holds a lock recorded in it, so two deployers of the pack cannot
+  clobber each other (a lock left by a killed deployer expires after ``3 * start_timeout_s +
+  post_switch_watch_s + 120`` seconds); other packs have their own.
 
 A deploy verifies the artifact's sha256 before touching the cluster, applies the idle slot's
 Deployment and Service, waits for the rollout, runs the smoke check and the shadow
-comparison (:mod:`driftline.serving.verify`) through the apiserver's service proxy, switches
-the live Service, confirms that it answers with the new version, watches it for
-``post_switch_watch_s`` and switches back on its own if a check fails (an ``auto-rollback``
-record). A failure before the switch scales the candidate to zero and leaves the live Service
-as it was; the error names the pods' state, recent events and the server's last log lines.
-Checks are sent with :data:`~driftline.serving.verify.VERIFY_HEADER`, so the pods do not log
-them as served traffic.
+comparison (:mod:`driftline.serving.verify`, on the pack's recent served rows from
+``ws.serving_dir``) through the apiserver's service proxy, switches the live Service,
+confirms that it answers with the new version, watches it for ``post_switch_watch_s`` and
+switches back on its own if a check fails (an ``auto-rollback`` record). A failure before the
+switch scales the candidate to zero and leaves the live Service as it was; the error names the
+pods' state, recent events and the server's last log lines. Checks are sent with
+:data:`~driftline.serving.verify.VERIFY_HEADER`, so the pods do not log them as served
+traffic.
 
 The client comes from ``in_cluster`` (the pod's service account) or ``config_file`` /
 ``cluster_context``. It needs, in ``namespace``: Deployments (get, create, update, patch),
@@ -45,6 +51,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -52,10 +59,9 @@ from collections.abc import Callable, Iterator
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from driftline.features import INPUT_COLUMNS
 from driftline.registry import ArtifactIntegrityError, ModelVersion
 from driftline.serving.backend import switch_record, utc_now
-from driftline.serving.paths import SLOTS, other_slot, predictions_dir, slot_port
+from driftline.serving.paths import SLOTS, check_slot, other_slot, predictions_dir
 from driftline.serving.verify import (
     VERIFY_HEADER,
     DeployError,
@@ -63,13 +69,15 @@ from driftline.serving.verify import (
     shadow_compare,
     smoke_check,
 )
-from driftline.settings import KubernetesServingSettings, Settings
+from driftline.settings import KubernetesServingSettings
+from driftline.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_PACK = "driftline.io/pack"
 LABEL_SLOT = "driftline.io/slot"
 LABEL_VERSION = "driftline.io/model-version"
 CONTAINER = "model-server"
@@ -100,21 +108,78 @@ def _or_none(read: Callable, *args):
 
 
 # -- manifests ---------------------------------------------------------------------------------
-def deployment_name(cfg: KubernetesServingSettings, slot: str) -> str:
-    return f"{cfg.service}-{slot}"
+DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+"""A Service name (RFC 1035 label); the Deployments and the ConfigMap follow the same rule."""
+LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+ROLES = (*SLOTS, "live", "state")
 
 
-def slot_service_name(cfg: KubernetesServingSettings, slot: str) -> str:
-    return f"{cfg.service}-{slot}"
+def object_name(ws: Workspace, role: str) -> str:
+    """``<service>-<pack>-<role>``, the pack's ``_`` written ``-``. A pack name has no ``-``
+    and no role has one, so the names of two packs never coincide.
+
+    :raises ValueError: ``role`` is unknown, or the name is not a valid Service name (more
+        than 63 characters, or not lower-case letters, digits and ``-``).
+    """
+    if role not in ROLES:
+        raise ValueError(f"unknown object role {role!r}; expected one of {ROLES}")
+    service = ws.settings.serving_kubernetes.service
+    name = f"{service}-{ws.name.replace('_', '-')}-{role}"
+    if not DNS_LABEL.match(name):
+        raise ValueError(f"[serving_kubernetes] service {service!r} with pack {ws.name!r} "
+                         f"gives the object name {name!r}, which is not a valid Kubernetes "
+                         "name (at most 63 lower-case letters, digits and '-', starting with "
+                         "a letter, ending with a letter or digit); choose a shorter service")
+    return name
 
 
-def selector(cfg: KubernetesServingSettings, slot: str) -> dict[str, str]:
-    """The labels that select ``slot``'s pods (the Deployment's immutable selector)."""
-    return {LABEL_NAME: cfg.service, LABEL_SLOT: slot}
+def pack_label(ws: Workspace) -> str:
+    """The ``driftline.io/pack`` label's value: the pack's name.
+
+    :raises ValueError: the name is not a valid label value (it ends with ``_``).
+    """
+    if not LABEL_VALUE.match(ws.name):
+        raise ValueError(f"pack {ws.name!r} is not a valid Kubernetes label value (it must "
+                         "end with a letter or digit)")
+    return ws.name
 
 
-def slot_labels(cfg: KubernetesServingSettings, slot: str, version: str) -> dict[str, str]:
-    return {**selector(cfg, slot), LABEL_VERSION: version, LABEL_COMPONENT: "model-server",
+def deployment_name(ws: Workspace, slot: str) -> str:
+    return object_name(ws, check_slot(slot))
+
+
+def slot_service_name(ws: Workspace, slot: str) -> str:
+    return object_name(ws, check_slot(slot))
+
+
+def live_service_name(ws: Workspace) -> str:
+    """The Service clients of the pack call; a switch changes its selector."""
+    return object_name(ws, "live")
+
+
+def state_name(ws: Workspace) -> str:
+    """The ConfigMap with the pack's deploy state."""
+    return object_name(ws, "state")
+
+
+def slot_port(cfg: KubernetesServingSettings, slot: str) -> int:
+    """The model server's TCP port inside ``slot``'s pods."""
+    return cfg.blue_port if check_slot(slot) == "blue" else cfg.green_port
+
+
+def selector(ws: Workspace, slot: str) -> dict[str, str]:
+    """The labels that select the pack's ``slot`` pods (the Deployment's immutable selector)."""
+    return {LABEL_NAME: ws.settings.serving_kubernetes.service, LABEL_PACK: pack_label(ws),
+            LABEL_SLOT: check_slot(slot)}
+
+
+def label_selector(labels: dict[str, str]) -> str:
+    """``labels`` as a label selector (``k=v,k=v``)."""
+    return ",".join(f"{k}={v}" for k, v in labels.items())
+
+
+def slot_labels(ws: Workspace, slot: str, version: str) -> dict[str, str]:
+    return {**selector(ws, slot), LABEL_VERSION: version, LABEL_COMPONENT: "model-server",
             LABEL_MANAGED_BY: "driftline"}
 
 
@@ -124,22 +189,24 @@ def _http_probe(path: str, period: int, failures: int, timeout: int = 2) -> clie
                           failure_threshold=failures)
 
 
-def slot_deployment(settings: Settings, slot: str, version: str) -> client.V1Deployment:
-    """The Deployment that serves ``version`` in ``slot``."""
-    cfg = settings.serving_kubernetes
-    port = slot_port(settings, slot)
+def slot_deployment(ws: Workspace, slot: str, version: str) -> client.V1Deployment:
+    """The Deployment that serves ``version`` of the pack in ``slot``."""
+    cfg = ws.settings.serving_kubernetes
+    port = slot_port(cfg, slot)
     env = [client.V1EnvVar(name="DRIFTLINE_HOME", value=cfg.home),
+           client.V1EnvVar(name="DRIFTLINE_PACKS", value=cfg.packs_dir),
            client.V1EnvVar(name="PYTHONUNBUFFERED", value="1"),
            client.V1EnvVar(name="POD_NAME", value_from=client.V1EnvVarSource(
                field_ref=client.V1ObjectFieldSelector(field_path="metadata.name")))]
     volumes = [client.V1Volume(name="tmp", empty_dir=client.V1EmptyDirVolumeSource())]
     mounts = [client.V1VolumeMount(name="tmp", mount_path="/tmp")]
     if cfg.home_pvc:
-        log_dir = predictions_dir(settings.serving_dir).relative_to(settings.home)
+        # the pod's DRIFTLINE_HOME is cfg.home; the pack's log sits at the same place below it
+        log_dir = predictions_dir(ws.serving_dir).relative_to(ws.home)
         volumes.append(client.V1Volume(
             name="driftline-home", persistent_volume_claim=(
                 client.V1PersistentVolumeClaimVolumeSource(claim_name=cfg.home_pvc))))
-        mounts += [  # the registry read-only; only the prediction log is writable
+        mounts += [  # the registry read-only; only the pack's prediction log is writable
             client.V1VolumeMount(name="driftline-home", mount_path=cfg.home, read_only=True),
             client.V1VolumeMount(name="driftline-home", mount_path=f"{cfg.home}/{log_dir}",
                                  sub_path=str(log_dir))]
@@ -149,13 +216,13 @@ def slot_deployment(settings: Settings, slot: str, version: str) -> client.V1Dep
         mounts.append(client.V1VolumeMount(name="driftline-config", mount_path=CONFIG_DIR,
                                            read_only=True))
         env.append(client.V1EnvVar(name="DRIFTLINE_CONFIG", value=f"{CONFIG_DIR}/driftline.toml"))
-    start_periods = max(1, math.ceil(settings.serving.start_timeout_s / 2))
+    start_periods = max(1, math.ceil(ws.serving.start_timeout_s / 2))
     container = client.V1Container(
         name=CONTAINER, image=cfg.image, image_pull_policy="IfNotPresent",
         command=["python", "-m", "driftline.serving.app"],
         # the server also listens on a unix socket; the pod's own /tmp holds it
-        args=["--slot", slot, "--version", version, "--host", "0.0.0.0", "--port", str(port),
-              "--uds", "/tmp/$(POD_NAME).sock"],
+        args=["--pack", ws.name, "--slot", slot, "--version", version,
+              "--host", "0.0.0.0", "--port", str(port), "--uds", "/tmp/$(POD_NAME).sock"],
         ports=[client.V1ContainerPort(name=PORT_NAME, container_port=port, protocol="TCP")],
         env=env, volume_mounts=mounts,
         resources=client.V1ResourceRequirements(
@@ -168,7 +235,7 @@ def slot_deployment(settings: Settings, slot: str, version: str) -> client.V1Dep
             allow_privilege_escalation=False, run_as_non_root=True,
             read_only_root_filesystem=True, capabilities=client.V1Capabilities(drop=["ALL"])),
         termination_message_policy="FallbackToLogsOnError")
-    labels = slot_labels(cfg, slot, version)
+    labels = slot_labels(ws, slot, version)
     pod = client.V1PodSpec(
         containers=[container], volumes=volumes, automount_service_account_token=False,
         enable_service_links=False, termination_grace_period_seconds=20,
@@ -178,45 +245,43 @@ def slot_deployment(settings: Settings, slot: str, version: str) -> client.V1Dep
             seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault")))
     return client.V1Deployment(
         api_version="apps/v1", kind="Deployment",
-        metadata=client.V1ObjectMeta(name=deployment_name(cfg, slot), namespace=cfg.namespace,
+        metadata=client.V1ObjectMeta(name=deployment_name(ws, slot), namespace=cfg.namespace,
                                      labels=labels),
         spec=client.V1DeploymentSpec(
             replicas=cfg.replicas, revision_history_limit=3,
-            selector=client.V1LabelSelector(match_labels=selector(cfg, slot)),
+            selector=client.V1LabelSelector(match_labels=selector(ws, slot)),
             strategy=client.V1DeploymentStrategy(type="Recreate"),
             template=client.V1PodTemplateSpec(metadata=client.V1ObjectMeta(labels=labels),
                                               spec=pod)))
 
 
-def _service(cfg: KubernetesServingSettings, name: str, slot: str,
-             role: str) -> client.V1Service:
+def _service(ws: Workspace, name: str, slot: str, role: str) -> client.V1Service:
+    cfg = ws.settings.serving_kubernetes
     return client.V1Service(
         api_version="v1", kind="Service",
         metadata=client.V1ObjectMeta(
             name=name, namespace=cfg.namespace,
-            labels={LABEL_NAME: cfg.service, LABEL_COMPONENT: role,
-                    LABEL_MANAGED_BY: "driftline"}),
+            labels={LABEL_NAME: cfg.service, LABEL_PACK: pack_label(ws),
+                    LABEL_COMPONENT: role, LABEL_MANAGED_BY: "driftline"}),
         spec=client.V1ServiceSpec(
-            type="ClusterIP", selector=selector(cfg, slot),
+            type="ClusterIP", selector=selector(ws, slot),
             ports=[client.V1ServicePort(name=PORT_NAME, port=SERVICE_PORT,
                                         target_port=PORT_NAME, protocol="TCP")]))
 
 
-def slot_service(settings: Settings, slot: str) -> client.V1Service:
-    """``<service>-<slot>``: reaches ``slot``'s pods whether or not they are live."""
-    cfg = settings.serving_kubernetes
-    return _service(cfg, slot_service_name(cfg, slot), slot, "slot")
+def slot_service(ws: Workspace, slot: str) -> client.V1Service:
+    """``<service>-<pack>-<slot>``: reaches ``slot``'s pods whether or not they are live."""
+    return _service(ws, slot_service_name(ws, slot), slot, "slot")
 
 
-def live_service(settings: Settings, slot: str) -> client.V1Service:
-    """``<service>``, selecting ``slot``'s pods: what clients call."""
-    cfg = settings.serving_kubernetes
-    return _service(cfg, cfg.service, slot, "live")
+def live_service(ws: Workspace, slot: str) -> client.V1Service:
+    """``<service>-<pack>-live``, selecting ``slot``'s pods: what clients call."""
+    return _service(ws, live_service_name(ws), slot, "live")
 
 
 def switch_patch(slot: str) -> dict:
     """The strategic-merge patch a switch applies to the live Service: one selector key."""
-    return {"spec": {"selector": {LABEL_SLOT: slot}}}
+    return {"spec": {"selector": {LABEL_SLOT: check_slot(slot)}}}
 
 
 def load_api_client(cfg: KubernetesServingSettings) -> client.ApiClient:
@@ -233,20 +298,25 @@ def load_api_client(cfg: KubernetesServingSettings) -> client.ApiClient:
 
 # -- the backend -------------------------------------------------------------------------------
 class KubernetesBlueGreen:
-    """Deploy, switch and roll back model versions between two Deployments.
+    """Deploy, switch and roll back one pack's model versions between two Deployments.
 
-    :param settings: driftline settings (``[serving]`` and ``[serving_kubernetes]``).
+    :param ws: the pack's workspace (its ``serving`` settings, ``[serving_kubernetes]``).
     :param api_client: the Kubernetes API client; default from :func:`load_api_client`.
+    :raises ValueError: the pack's object names would not be valid Kubernetes names.
     """
 
-    def __init__(self, settings: Settings, api_client: client.ApiClient | None = None):
-        self.settings = settings
-        self.cfg = settings.serving_kubernetes
+    def __init__(self, ws: Workspace, api_client: client.ApiClient | None = None):
+        self.ws = ws
+        self.pack = ws.pack
+        self.serving = ws.serving
+        self.cfg = ws.settings.serving_kubernetes
         self.ns = self.cfg.namespace
+        self.service = live_service_name(ws)
+        self.state_name = state_name(ws)
+        pack_label(ws)  # fail now, not halfway through a deploy
         self.api_client = api_client or load_api_client(self.cfg)
         self.core = client.CoreV1Api(self.api_client)
         self.apps = client.AppsV1Api(self.api_client)
-        self.state_name = f"{self.cfg.service}-state"
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self._rv: str | None = None  # resourceVersion of the state ConfigMap we last saw
 
@@ -270,8 +340,8 @@ class KubernetesBlueGreen:
         body = client.V1ConfigMap(
             metadata=client.V1ObjectMeta(
                 name=self.state_name, namespace=self.ns, resource_version=self._rv,
-                labels={LABEL_NAME: self.cfg.service, LABEL_COMPONENT: "deploy-state",
-                        LABEL_MANAGED_BY: "driftline"}),
+                labels={LABEL_NAME: self.cfg.service, LABEL_PACK: self.ws.name,
+                        LABEL_COMPONENT: "deploy-state", LABEL_MANAGED_BY: "driftline"}),
             data={STATE_KEY: json.dumps(state, indent=1, default=str)})
         try:
             if self._rv is None:
@@ -298,7 +368,7 @@ class KubernetesBlueGreen:
         if lock:
             log.warning("taking over an expired lock of %s (%s since %s)", lock.get("holder"),
                         lock.get("action"), lock.get("since"))
-        ttl = 3 * self.settings.serving.start_timeout_s + self.settings.serving.post_switch_watch_s
+        ttl = 3 * self.serving.start_timeout_s + self.serving.post_switch_watch_s
         state["lock"] = {"holder": self.holder, "action": action, "version": version,
                          "since": utc_now(), "expires": time.time() + ttl + 120}
         self._write_state(state)
@@ -314,12 +384,12 @@ class KubernetesBlueGreen:
 
     # -- reading the cluster ---------------------------------------------------------------
     def _read_deployment(self, slot: str) -> client.V1Deployment | None:
-        return _or_none(self.apps.read_namespaced_deployment, deployment_name(self.cfg, slot),
+        return _or_none(self.apps.read_namespaced_deployment, deployment_name(self.ws, slot),
                         self.ns)
 
     def _live_selector(self) -> str | None:
         """The slot the live Service selects now (None: no live Service)."""
-        svc = _or_none(self.core.read_namespaced_service, self.cfg.service, self.ns)
+        svc = _or_none(self.core.read_namespaced_service, self.service, self.ns)
         return (svc.spec.selector or {}).get(LABEL_SLOT) if svc else None
 
     @staticmethod
@@ -343,16 +413,16 @@ class KubernetesBlueGreen:
             st = dep.status if dep else None
             slots[slot] = {
                 "version": entry.get("version"),
-                "deployment": deployment_name(self.cfg, slot),
+                "deployment": deployment_name(self.ws, slot),
                 "exists": dep is not None,
                 "deployed_version": (dep.metadata.labels or {}).get(LABEL_VERSION) if dep else None,
                 "replicas": dep.spec.replicas if dep else 0,
                 "ready_replicas": (st.ready_replicas or 0) if st else 0,
                 "ready": self._rolled_out(dep),
-                "port": slot_port(self.settings, slot),
+                "port": slot_port(self.cfg, slot),
                 "deployed_at": entry.get("deployed_at")}
-        return {"live": state["live"], "slots": slots,
-                "service": {"name": self.cfg.service, "namespace": self.ns,
+        return {"pack": self.ws.name, "live": state["live"], "slots": slots,
+                "service": {"name": self.service, "namespace": self.ns,
                             "selects": self._live_selector()},
                 "history": state["history"]}
 
@@ -380,7 +450,7 @@ class KubernetesBlueGreen:
             self.core.patch_namespaced_service(name, self.ns, body)
 
     def _scale_down(self, slot: str) -> None:
-        name = deployment_name(self.cfg, slot)
+        name = deployment_name(self.ws, slot)
         try:
             self.apps.patch_namespaced_deployment(name, self.ns, {"spec": {"replicas": 0}})
             log.info("scaled Deployment %s/%s to 0 replicas", self.ns, name)
@@ -389,9 +459,8 @@ class KubernetesBlueGreen:
 
     # -- waiting for a rollout ---------------------------------------------------------
     def _slot_pods(self, slot: str, version: str) -> list[client.V1Pod]:
-        labels = {**selector(self.cfg, slot), LABEL_VERSION: version}
-        return self.core.list_namespaced_pod(
-            self.ns, label_selector=",".join(f"{k}={v}" for k, v in labels.items())).items
+        labels = {**selector(self.ws, slot), LABEL_VERSION: version}
+        return self.core.list_namespaced_pod(self.ns, label_selector=label_selector(labels)).items
 
     @staticmethod
     def _pod_failure(pods: list[client.V1Pod]) -> str | None:
@@ -422,8 +491,8 @@ class KubernetesBlueGreen:
         :raises DeployError: a pod failed, the rollout stalled, or ``start_timeout_s`` passed;
             with the pods' state, recent events and log lines.
         """
-        name = deployment_name(self.cfg, slot)
-        timeout = self.settings.serving.start_timeout_s
+        name = deployment_name(self.ws, slot)
+        timeout = self.serving.start_timeout_s
         started = time.monotonic()
         last_note = None
         while True:
@@ -473,9 +542,8 @@ class KubernetesBlueGreen:
             lines.append(f"pod {pod.metadata.name}: {pod.status.phase}; {'; '.join(states)}")
         objects = [dep.metadata.name] + [p.metadata.name for p in pods]
         try:
-            owned = self.apps.list_namespaced_replica_set(
-                self.ns, label_selector=f"{LABEL_NAME}={self.cfg.service},"
-                                        f"{LABEL_SLOT}={dep.metadata.labels.get(LABEL_SLOT)}")
+            owned = self.apps.list_namespaced_replica_set(self.ns, label_selector=label_selector(
+                selector(self.ws, dep.metadata.labels.get(LABEL_SLOT))))
             objects += [rs.metadata.name for rs in owned.items]
             events = []
             for name in objects[:10]:
@@ -552,26 +620,27 @@ class KubernetesBlueGreen:
         return predict
 
     def _answers(self, service: str, path: str, version: str, slot: str) -> str | None:
-        """None if ``service`` answers ``GET path`` with ``version`` from ``slot``; else what
-        it answered."""
+        """None if ``service`` answers ``GET path`` with the pack's ``version`` from
+        ``slot``; else what it answered."""
         try:
             status, body = self._proxy(service, "GET", path, timeout=5.0)
         except DeployError as exc:
             return str(exc)
-        if status == 200 and body.get("model_version") == version and body.get("slot") == slot:
+        if (status == 200 and body.get("model_version") == version and body.get("slot") == slot
+                and body.get("pack") == self.ws.name):
             return None
         return f"{status} {json.dumps(body)[:300]}"
 
     # -- switching ---------------------------------------------------------------------
     def _endpoints_slot(self, slot: str) -> bool:
         """The live Service's endpoints are exactly ready pods of ``slot`` (at least one)."""
-        ep = _or_none(self.core.read_namespaced_endpoints, self.cfg.service, self.ns)
+        ep = _or_none(self.core.read_namespaced_endpoints, self.service, self.ns)
         if ep is None:
             return False
         addresses = [a for s in ep.subsets or [] for a in (s.addresses or [])]
         not_ready = [a for s in ep.subsets or [] for a in (s.not_ready_addresses or [])]
         names = {p.metadata.name for p in self.core.list_namespaced_pod(
-            self.ns, label_selector=f"{LABEL_NAME}={self.cfg.service},{LABEL_SLOT}={slot}").items}
+            self.ns, label_selector=label_selector(selector(self.ws, slot))).items}
         refs = [a.target_ref.name if a.target_ref else None for a in addresses + not_ready]
         return bool(addresses) and all(r in names for r in refs)
 
@@ -583,30 +652,30 @@ class KubernetesBlueGreen:
         """
         switched_at = time.time()
         try:
-            self.core.patch_namespaced_service(self.cfg.service, self.ns, switch_patch(slot))
-            log.info("Service %s/%s now selects %s=%s", self.ns, self.cfg.service, LABEL_SLOT,
+            self.core.patch_namespaced_service(self.service, self.ns, switch_patch(slot))
+            log.info("Service %s/%s now selects %s=%s", self.ns, self.service, LABEL_SLOT,
                      slot)
         except ApiException as exc:
             if exc.status != 404:
-                raise DeployError(f"switching Service {self.ns}/{self.cfg.service} to {slot} "
+                raise DeployError(f"switching Service {self.ns}/{self.service} to {slot} "
                                   f"failed: {exc.status} {exc.reason}") from exc
-            self.core.create_namespaced_service(self.ns, live_service(self.settings, slot))
+            self.core.create_namespaced_service(self.ns, live_service(self.ws, slot))
             log.info("created the live Service %s/%s selecting %s=%s", self.ns,
-                     self.cfg.service, LABEL_SLOT, slot)
+                     self.service, LABEL_SLOT, slot)
         started = time.monotonic()
         last = "no answer"
         while time.monotonic() - started < SWITCH_VERIFY_S:
             if self._endpoints_slot(slot):
-                last = self._answers(self.cfg.service, "version", version, slot)
+                last = self._answers(self.service, "version", version, slot)
                 if last is None:
                     verified_s = time.monotonic() - started
                     log.info("Service %s/%s answers with %s from slot %s (%.2fs after the "
-                             "switch)", self.ns, self.cfg.service, version, slot, verified_s)
+                             "switch)", self.ns, self.service, version, slot, verified_s)
                     return switched_at, verified_s
             else:
                 last = f"its endpoints are not (only) slot {slot}'s ready pods yet"
             time.sleep(POLL_S / 2)
-        raise DeployError(f"Service {self.ns}/{self.cfg.service} did not answer with {version} "
+        raise DeployError(f"Service {self.ns}/{self.service} did not answer with {version} "
                           f"from slot {slot} within {SWITCH_VERIFY_S:.0f}s; last: {last}")
 
     def _watch(self, slot: str, model_version: ModelVersion) -> int:
@@ -615,15 +684,15 @@ class KubernetesBlueGreen:
         :return: the number of checks made.
         :raises DeployError: a check failed.
         """
-        watch_s = self.settings.serving.post_switch_watch_s
-        predict = self._predictor(self.cfg.service)
-        where = f"live Service {self.cfg.service} (slot {slot})"
+        watch_s = self.serving.post_switch_watch_s
+        predict = self._predictor(self.service)
+        where = f"live Service {self.service} (slot {slot})"
         started, checks = time.monotonic(), 0
         while True:
-            wrong = self._answers(self.cfg.service, "ready", model_version.version, slot)
+            wrong = self._answers(self.service, "ready", model_version.version, slot)
             if wrong is not None:
                 raise DeployError(f"{where}: /ready answered {wrong}")
-            smoke_check(predict, model_version, where)
+            smoke_check(self.pack, predict, model_version, where)
             checks += 1
             if time.monotonic() - started >= watch_s:
                 log.info("%s passed %d checks in %.1fs after the switch", where, checks,
@@ -647,12 +716,16 @@ class KubernetesBlueGreen:
 
         :return: :meth:`status` after the deploy, plus ``changed`` (False when the version
             was already live) and ``switch`` (the history record, None if unchanged).
-        :raises DeployError: refused (checksum mismatch, another deploy in progress) or failed
-            (rollout, smoke test, shadow comparison, switch); the live Service then selects
-            what it selected before, and a failed candidate is scaled to zero.
+        :raises DeployError: refused (another pack's model, checksum mismatch, another deploy
+            in progress) or failed (rollout, smoke test, shadow comparison, switch); the live
+            Service then selects what it selected before, and a failed candidate is scaled to
+            zero.
         """
         version = model_version.version
         t0 = time.monotonic()
+        if model_version.name != self.ws.model_name:
+            raise DeployError(f"refusing to deploy {model_version.name} {version}: pack "
+                              f"{self.ws.name} serves model {self.ws.model_name}")
         try:
             sha256 = model_version.verify()
         except (ArtifactIntegrityError, OSError, KeyError) as exc:
@@ -665,7 +738,7 @@ class KubernetesBlueGreen:
                 selects = self._live_selector()
                 if selects != live:
                     log.warning("Service %s/%s selects %s, but %s is live; switching it back",
-                                self.ns, self.cfg.service, selects, live)
+                                self.ns, self.service, selects, live)
                     self._switch(live, version)
                 log.info("%s is already live in slot %s; nothing to deploy", version, live)
                 return {**self.status(), "changed": False, "switch": None}
@@ -677,8 +750,8 @@ class KubernetesBlueGreen:
             self._write_state(state)
             switched = False
             try:
-                self._apply_deployment(slot_deployment(self.settings, target, version))
-                self._apply_service(slot_service(self.settings, target))
+                self._apply_deployment(slot_deployment(self.ws, target, version))
+                self._apply_service(slot_service(self.ws, target))
                 rollout_s = self._wait_rollout(target, version)
                 checks = self._check_candidate(target, model_version, live)
                 switched = True
@@ -705,21 +778,22 @@ class KubernetesBlueGreen:
                          live: str | None) -> dict:
         """Smoke check, then shadow comparison with the live slot, through the slot
         Services; ``smoke_rows`` and ``shadow`` (None when skipped) for the record."""
-        candidate = self._predictor(slot_service_name(self.cfg, target))
-        checks: dict = {"smoke_rows": smoke_check(candidate, model_version, f"slot {target}"),
+        candidate = self._predictor(slot_service_name(self.ws, target))
+        checks: dict = {"smoke_rows": smoke_check(self.pack, candidate, model_version,
+                                                  f"slot {target}"),
                         "shadow": None}
-        serving = self.settings.serving
-        rows = recent_served_rows(self.settings.serving_dir, serving.shadow_rows, INPUT_COLUMNS)
+        serving = self.serving
+        rows = recent_served_rows(self.ws.serving_dir, serving.shadow_rows,
+                                  self.pack.request_columns)
         if not live:
             log.info("shadow comparison skipped: nothing is live to compare with")
         elif not rows:
             log.info("shadow comparison skipped: no served rows in %s",
-                     predictions_dir(self.settings.serving_dir))
+                     predictions_dir(self.ws.serving_dir))
         else:
             checks["shadow"] = shadow_compare(
-                candidate, self._predictor(slot_service_name(self.cfg, live)), rows,
-                serving.shadow_max_disagreement, f"slot {target}",
-                batch_rows=min(1000, serving.max_batch_rows))
+                self.pack, candidate, self._predictor(slot_service_name(self.ws, live)), rows,
+                serving, f"slot {target}", batch_rows=min(1000, serving.max_batch_rows))
         return checks
 
     def _abandon(self, state: dict, target: str, live: str | None, version: str,
@@ -730,9 +804,9 @@ class KubernetesBlueGreen:
                   f"slot {live} stays live" if live else "nothing is live")
         if switched and live:
             try:
-                self.core.patch_namespaced_service(self.cfg.service, self.ns, switch_patch(live))
+                self.core.patch_namespaced_service(self.service, self.ns, switch_patch(live))
             except Exception as exc:  # also no connection: never hide the deploy's own error
-                log.error("could not point Service %s back at %s: %r", self.cfg.service, live,
+                log.error("could not point Service %s back at %s: %r", self.service, live,
                           exc)
         self._scale_down(target)
         state["slots"][target] = {"version": None, "failed_version": version,
@@ -786,10 +860,10 @@ class KubernetesBlueGreen:
                 raise DeployError(
                     f"cannot roll back from {live}: slot {target} has no ready Deployment of "
                     f"its recorded version {version} (Deployment "
-                    f"{deployment_name(self.cfg, target)}: version {deployed}, "
+                    f"{deployment_name(self.ws, target)}: version {deployed}, "
                     f"{'ready' if self._rolled_out(dep) else 'not rolled out'}, "
                     f"{dep.spec.replicas if dep else 0} replicas)")
-            wrong = self._answers(slot_service_name(self.cfg, target), "ready", version, target)
+            wrong = self._answers(slot_service_name(self.ws, target), "ready", version, target)
             if wrong is not None:
                 raise DeployError(f"cannot roll back: slot {target} answers {wrong}, expected "
                                   f"{version} ready")

@@ -167,7 +167,13 @@ class KubernetesTrainOperator(KubernetesPodOperator):
 
         A pod that is given GPUs trains on ``cuda`` unless the plan names a device, so a
         GPU pod never quietly trains on its CPU (the entrypoint fails if no GPU is visible).
+
+        :raises AirflowException: the plan is another pack's (the pod is named and labelled
+            after this task's pack).
         """
+        if plan.get("pack") != self.pack:
+            raise AirflowException(f"the plan is for pack {plan.get('pack')!r}, but this task "
+                                   f"trains pack {self.pack!r}")
         if self.gpus and "device" not in (plan.get("params") or {}):
             plan = {**plan, "params": {**(plan.get("params") or {}), "device": "cuda"}}
         args = training_command(plan)
