@@ -90,7 +90,8 @@ def render_text(view: dict) -> str:
         slot = serving["slots"][serving["live"]]
         lines.append(f"  live slot: {serving['live']} ({slot.get('version')})")
         for name, s in serving["slots"].items():
-            lines.append(f"  {name}: version {s.get('version')} port {s.get('port')}")
+            lines.append(f"  {name}: version {s.get('version')}"
+                         f"{'' if s.get('running', True) else ' (not running)'}")
     else:
         lines.append("  nothing deployed")
     if view["quarantine"]:

@@ -30,6 +30,11 @@ def training_command(plan: dict) -> list[str]:
             "--params", json.dumps(plan.get("params") or {}), "--reason", plan.get("reason", "")]
 
 
+def _last_day(pack, start: dt.date) -> dt.date:
+    """The last day of the pack's data interval that starts on ``start``."""
+    return pack.interval_end(start) - dt.timedelta(days=1)
+
+
 class PlanTrainingOperator(DriftlineBaseOperator):
     """Decide what this run trains on, or skip it when retraining is not due.
 
@@ -56,12 +61,15 @@ class PlanTrainingOperator(DriftlineBaseOperator):
         available = repo.list_days(data_version)
         if not available:
             raise AirflowFailException(f"data version {data_version[:12]} has no partitions")
-        end = options.get("window_end") or (newest.extra.get("day") if newest else None)
-        end = dt.date.fromisoformat(end) if end else available[-1]
-        if end > available[-1]:  # e.g. a drift report's month is still being ingested
-            self.log.info("window end %s is past the newest partition; using %s", end,
-                          available[-1])
-            end = available[-1]
+        newest_day = _last_day(ws.pack, available[-1])
+        end = options.get("window_end")
+        end = (dt.date.fromisoformat(end) if end else
+               _last_day(ws.pack, dt.date.fromisoformat(newest.extra["day"])) if newest
+               else newest_day)
+        if end > newest_day:  # e.g. a drift report's month is still being ingested
+            self.log.info("window end %s is past the newest partition's last day; using %s",
+                          end, newest_day)
+            end = newest_day
         window_days = int(options.get("window_days") or ws.training.window_days)
         start = (dt.date.fromisoformat(options["window_start"]) if options.get("window_start")
                  else end - dt.timedelta(days=window_days - 1))
@@ -130,9 +138,10 @@ class TrainModelOperator(DriftlineBaseOperator):
         if proc.wait() != 0:
             raise RuntimeError(f"training exited with code {proc.returncode}: {lines[-1:]}")
         result = json.loads(lines[-1])
-        self.log.info("model %s %s: auc %.4f on %s (device %s)", result["model_name"],
-                      result["version"], result["metrics"]["auc"], result["data_version"][:12],
-                      result["device"])
+        metric = ws.pack.metric
+        self.log.info("model %s %s: %s %.4f on %s (device %s)", result["model_name"],
+                      result["version"], metric, result["metrics"][metric],
+                      result["data_version"][:12], result["device"])
         return result
 
 
