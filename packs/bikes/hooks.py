@@ -11,9 +11,10 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 CSV = "datasets/bike-rental-dataset.csv"
+HOURS = {f"{h % 12 or 12}{'am' if h < 12 else 'pm'}": float(h) for h in range(24)}
+"""``"12am"`` .. ``"11pm"`` as the hour of day."""
 
 
 def dataset_path() -> Path:
@@ -27,17 +28,15 @@ def dataset_path() -> Path:
 
 def hour_of_day(hr) -> np.ndarray:
     """``"12am"``, ``"1am"`` .. ``"11pm"`` as 0..23 (float); NaN for anything else."""
-    text = pd.Series(hr, dtype=object).astype("string").str.strip().str.lower()
-    parts = text.str.extract(r"^(\d{1,2})(am|pm)$")
-    clock = pd.to_numeric(parts[0], errors="coerce")
-    valid = (clock >= 1) & (clock <= 12)
-    hour = (clock % 12) + np.where(parts[1] == "pm", 12, 0)
-    return hour.where(valid).to_numpy(dtype="float64", na_value=np.nan)
+    return np.array([HOURS.get(v.strip().lower(), np.nan) if isinstance(v, str) else np.nan
+                     for v in hr], dtype=np.float64)
 
 
-def load_rentals() -> pd.DataFrame:
-    """All 17,379 hours, sorted, with a ``datetime`` column (local time) built from the
-    day and the hour."""
+def load_rentals():
+    """All 17,379 hours as a frame, sorted, with a ``datetime`` column (local time) built
+    from the day and the hour."""
+    import pandas as pd  # only the replay needs it; the pack loads at DAG parse time
+
     rows = pd.read_csv(dataset_path())
     hours = hour_of_day(rows["hr"])
     stamp = pd.to_datetime(rows["dteday"]) + pd.to_timedelta(hours, unit="h")

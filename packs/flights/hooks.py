@@ -10,7 +10,6 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip",
                    "pressure", "visib"]
@@ -27,8 +26,11 @@ def _package_data_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
-def load_flights_with_weather() -> pd.DataFrame:
-    """All 336,776 flights of 2013, each joined to its origin's weather for that hour."""
+def load_flights_with_weather():
+    """All 336,776 flights of 2013 as a frame, each joined to its origin's weather for that
+    hour."""
+    import pandas as pd  # only the replay needs it; the pack loads at DAG parse time
+
     data = _package_data_dir()
     flights = pd.read_csv(data / "flights.csv.zip")
     weather = pd.read_csv(data / "weather.csv", usecols=["origin", "time_hour", *WEATHER_COLUMNS])

@@ -1,14 +1,16 @@
-"""The driftline hook (connection → settings, remote credentials) and the retrain policy."""
+"""The driftline hook (connection → settings and a pack's workspace, remote credentials) and
+the retrain policy of each pack."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import os
+import shutil
 
 import pytest
 
-from tests.helpers import settings_at
+from tests.helpers import PACKS, workspace_at
 
 
 @pytest.fixture
@@ -24,41 +26,85 @@ def connection(monkeypatch):
 
 
 def test_missing_connection_means_embedded_defaults(monkeypatch, tmp_path):
+    from driftline.packs import PackError
     from driftline_provider.hooks.driftline import DriftlineHook
 
     monkeypatch.setenv("DRIFTLINE_HOME", str(tmp_path))
-    settings = DriftlineHook("no_such_connection").get_settings()
+    hook = DriftlineHook("no_such_connection")
+    settings = hook.get_settings()
     assert settings.home == tmp_path and settings.dvc_remote == str(tmp_path / "dvc-remote")
-    assert DriftlineHook("no_such_connection").remote_env() == {}
+    assert settings.packs_dir == PACKS  # $DRIFTLINE_PACKS
+    assert hook.remote_env() == {}
+    for pack, task in (("flights", "binary"), ("bikes", "regression")):
+        ws = hook.get_workspace(pack)
+        assert (ws.name, ws.pack.task, ws.model_name) == (pack, task, pack)
+        assert ws.landing_dir == tmp_path / "landing" / pack
+        assert ws.reports_dir == tmp_path / "reports" / pack
+    with pytest.raises(PackError, match=r"pack 'sales'.*no such pack.*\['bikes', 'flights'\]"):
+        hook.get_workspace("sales")
 
 
-def test_connection_sets_home_remote_and_credentials_only_in_env(connection, tmp_path):
+def test_connection_sets_home_packs_remote_and_credentials_only_in_env(connection, tmp_path):
+    from driftline.packs import PackError
     from driftline_provider.hooks.driftline import DriftlineHook
 
+    packs = tmp_path / "packs"
+    shutil.copytree(PACKS / "bikes", packs / "bikes")
     conn_id = connection(login="AKIA123", password="s3cret", extra=json.dumps({
-        "home": str(tmp_path), "dvc_remote_url": "s3://bucket/dvc",
+        "home": str(tmp_path), "packs_dir": str(packs), "dvc_remote_url": "s3://bucket/dvc",
         "endpoint_url": "http://127.0.0.1:9000"}))
     hook = DriftlineHook(conn_id)
     settings = hook.get_settings()
     assert settings.home == tmp_path and settings.dvc_remote == "s3://bucket/dvc"
+    ws = hook.get_workspace("bikes")
+    assert ws.pack.directory == packs / "bikes" and ws.data_repo == tmp_path / "data" / "bikes"
+    assert ws.dvc_remote == "s3://bucket/dvc"
+    with pytest.raises(PackError, match=r"pack 'flights'.*no such pack.*\['bikes'\]"):
+        hook.get_workspace("flights")  # the connection's packs directory, not the default
     assert "AWS_SECRET_ACCESS_KEY" not in os.environ
     with hook.remote_credentials():
         assert os.environ["AWS_ACCESS_KEY_ID"] == "AKIA123"
+        assert os.environ["AWS_SECRET_ACCESS_KEY"] == "s3cret"
         assert os.environ["AWS_ENDPOINT_URL"] == "http://127.0.0.1:9000"
     assert "AWS_ACCESS_KEY_ID" not in os.environ
 
 
-def test_asset_triggered_retraining_is_skipped_until_due(home_copy):
+def test_flights_asset_triggered_retraining_is_skipped_until_due(home_copy):
     from airflow.sdk.exceptions import AirflowSkipException
     from driftline.registry import Registry
     from driftline_provider.operators.training import PlanTrainingOperator
 
-    settings = settings_at(home_copy)
-    plan = PlanTrainingOperator(task_id="plan")
-    plan._skip_unless_due(settings, dt.date(2013, 1, 24), None)  # no champion: bootstrap
-    Registry(settings.registry_dir, settings.model_name).set_alias("champion", "v0001", "t")
+    ws = workspace_at(home_copy)  # v0001 was trained up to 2013-01-24
+    plan = PlanTrainingOperator(task_id="plan", pack="flights")
+    plan._skip_unless_due(ws, dt.date(2013, 1, 24), None)  # no champion: bootstrap
+    Registry(ws.registry_dir, ws.model_name).set_alias("champion", "v0001", "t")
     with pytest.raises(AirflowSkipException, match="scheduled retraining is off"):
-        plan._skip_unless_due(settings, dt.date(2013, 2, 1), None)
+        plan._skip_unless_due(ws, dt.date(2013, 2, 1), None)
     with pytest.raises(AirflowSkipException, match="after 2013-01-31"):
-        plan._skip_unless_due(settings, dt.date(2013, 1, 30), 7)
-    plan._skip_unless_due(settings, dt.date(2013, 1, 31), 7)  # due: no exception
+        plan._skip_unless_due(ws, dt.date(2013, 1, 30), 7)
+    plan._skip_unless_due(ws, dt.date(2013, 1, 31), 7)  # due: no exception
+
+
+def test_bikes_asset_triggered_retraining_counts_from_its_own_champion(bikes_trained_home,
+                                                                       home_copy, tmp_path):
+    """A monthly pack's windows end on a month's last day; only its own champion decides,
+    not the flights champion in the same registry."""
+    from airflow.sdk.exceptions import AirflowSkipException
+    from driftline.registry import Registry
+    from driftline_provider.operators.training import PlanTrainingOperator
+
+    home = tmp_path / "both-packs"
+    shutil.copytree(bikes_trained_home, home, symlinks=True)
+    shutil.copytree(home_copy / "registry" / "flights", home / "registry" / "flights")
+    ws = workspace_at(home, "bikes")
+    registry = Registry(ws.registry_dir, "bikes")
+    assert registry.get("v0001").metadata["window"]["end"] == "2011-02-28"
+    Registry(ws.registry_dir, "flights").set_alias("champion", "v0001", "t")
+    plan = PlanTrainingOperator(task_id="plan", pack="bikes")
+    plan._skip_unless_due(ws, dt.date(2011, 3, 31), None)  # no bikes champion: bootstrap
+    registry.set_alias("champion", "v0001", "t")
+    with pytest.raises(AirflowSkipException, match="v0001 is live and scheduled"):
+        plan._skip_unless_due(ws, dt.date(2011, 3, 31), None)
+    with pytest.raises(AirflowSkipException, match=r"up to 2011-02-28.*after 2011-04-29"):
+        plan._skip_unless_due(ws, dt.date(2011, 3, 31), 60)  # March: 31 days on
+    plan._skip_unless_due(ws, dt.date(2011, 4, 30), 61)  # April: 61 days on, due

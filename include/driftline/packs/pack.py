@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pydantic
 
 from driftline.packs.spec import (
@@ -30,6 +29,9 @@ from driftline.packs.spec import (
     reference_errors,
 )
 from driftline.packs.timeline import interval_end, local_dates
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SPEC_FILE = "pack.toml"
 DEFAULT_HOOKS = "hooks.py"
@@ -81,6 +83,8 @@ def _pydantic_problems(exc: pydantic.ValidationError) -> list[tuple[str, str]]:
 
 
 def _label_rule(rule: str) -> Callable[[pd.Series], pd.Series]:
+    import pandas as pd  # not at import: DAG files load packs at parse time
+
     match = LABEL_RULE.match(rule)
     if match["value"]:
         return lambda s: pd.to_numeric(s, errors="coerce").astype("float64")
@@ -206,6 +210,8 @@ class Pack:
 
     def label(self, frame: pd.DataFrame) -> pd.Series:
         """The label of each row as float64 (binary: 1.0/0.0), NaN where unknown."""
+        import pandas as pd
+
         spec = self.spec.label
         if spec.hook:
             values = getattr(self.hooks, spec.hook)(frame)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import pandas as pd
 
 from driftline.packs.spec import TimeSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def interval_start(day: dt.date, interval: str) -> dt.date:
@@ -39,6 +42,8 @@ def local_times(values, spec: TimeSpec) -> pd.Series:
     Times with an offset (``2013-01-01T10:00:00Z``) are converted to the zone; times without
     one are taken as already local.
     """
+    import pandas as pd  # not at import: DAG files load packs at parse time
+
     text = pd.Series(values, dtype=object).astype("string").reset_index(drop=True)
     out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
     if spec.format:
