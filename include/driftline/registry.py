@@ -103,7 +103,7 @@ class Registry:
     """Model versions of one model name.
 
     :param root: registry root directory.
-    :param name: model name, e.g. ``flight_delay``.
+    :param name: model name: the pack's name.
     """
 
     def __init__(self, root: Path, name: str):

@@ -132,8 +132,8 @@ class ServingSettings:
     """Most recent served rows replayed to the candidate and the live slot before a switch."""
     shadow_max_disagreement: float = 0.25
     """Binary packs: largest share of shadow rows whose call may differ from the live slot's.
-    It catches a broken candidate, not a retrained one: the flights demo's drift retrain (v2
-    vs v1 on April's served rows) differs on 12.4%."""
+    It should catch a broken candidate, not a legitimate retrain: measure what a retrain
+    differs by on the pack's data and set it above that."""
     shadow_max_relative_diff: float = 0.25
     """Regression packs: largest mean absolute difference between the candidate's and the
     live slot's predictions, relative to the live slot's mean absolute prediction."""
