@@ -2,14 +2,15 @@
 
     python bench/bench_serving.py [--home DIR] [--rates 1000,2000,4000,6000] [--duration 8]
 
-1. Builds a registry of two real models (XGBoost with the default 200 rounds, trained on
-   2013-01-01..06 and ..07) in a temporary home, unless ``--home`` names one with at least
-   two versions (e.g. ``.driftline`` after ``make demo``).
-2. Deploys the first version (blue) and measures single-row ``POST /predict`` latency
-   through nginx with the open-loop generator of ``bench/loadgen.py`` (fixed schedule,
-   latency from the *scheduled* time, so queueing is not hidden), at each rate; then the
-   highest rate straight to the slot's port (nginx's share), and 1,000-row batches at
-   ``--batch-rate`` per second (rows/s).
+1. Builds a registry of two real flights-pack models (XGBoost with the default 200 rounds,
+   trained on 2013-01-01..06 and ..07) in a temporary home, unless ``--home`` names one
+   whose flights registry has at least two versions (e.g. ``.driftline`` after
+   ``make demo``).
+2. Deploys the first version (blue) and measures single-row ``POST /flights/predict``
+   latency through nginx with the open-loop generator of ``bench/loadgen.py`` (fixed
+   schedule, latency from the *scheduled* time, so queueing is not hidden), at each rate;
+   then the highest rate straight to the slot's unix socket (nginx's share), and 1,000-row
+   batches at ``--batch-rate`` per second (rows/s).
 3. Deploys the second version (green) and rolls back while three clients keep sending:
    the open-loop generator at ``--switch-rate`` on pooled keep-alive connections, one
    client reusing a single keep-alive connection (``http.client``) and one opening a fresh
@@ -38,9 +39,16 @@ from pathlib import Path
 
 import loadgen
 from driftline.registry import Registry
-from driftline.serving.bluegreen import BlueGreen
+from driftline.serving.bluegreen import BlueGreen, stop_serving
+from driftline.serving.paths import slot_socket
 from driftline.serving.probe import PredictionProbe, free_ports
-from driftline.settings import ServingSettings, Settings, TrainingSettings
+from driftline.settings import load_settings
+from driftline.training import request_rows
+from driftline.workspace import open_workspace
+
+PACK = "flights"
+ENDPOINT = f"/{PACK}/predict"
+PACKS = Path(__file__).resolve().parent.parent / "packs"
 
 MAX_REQUESTS_PER_CLIENT = 50_000
 SWITCH_CLIENT_INTERVAL_S = 0.004  # each switch-phase client sends at most ~250 requests/s
@@ -57,30 +65,33 @@ def loadgen_run(generator: loadgen.OpenLoop) -> dict:
 
 
 # -- setup ---------------------------------------------------------------------------------
-def build_registry(home: Path) -> None:
+def write_config(home: Path, router_port: int) -> Path:
+    """The bench's driftline TOML: the router's port and a two-day holdout for training."""
+    config = home / "driftline.toml"
+    config.write_text(f"[serving]\nrouter_port = {router_port}\n\n"
+                      f"[packs.{PACK}.training]\nholdout_days = 2\n")
+    return config
+
+
+def build_registry(ws) -> None:
     """Train two versions with the default parameters: on 2013-01-01..06 and ..07."""
-    from driftline.sources import load_flights_with_weather
     from driftline.training import train
     from driftline.versioning import DataRepo
 
-    settings = Settings(home=home, training=TrainingSettings(holdout_days=2))
     days = [dt.date(2013, 1, d) for d in range(1, 8)]
-    flights = load_flights_with_weather()
-    repo = DataRepo(settings.data_repo, settings.dvc_remote)
+    flights = ws.pack.load_source()
+    repo = DataRepo.of(ws)
     for day in days:
         repo.write_partition(day, flights[(flights["year"] == day.year)
                                           & (flights["month"] == day.month)
                                           & (flights["day"] == day.day)])
     for last in (6, 7):
-        train(settings, repo.head(), days[0], days[last - 1], reason=f"bench, to Jan {last}")
+        train(ws, repo.head(), days[0], days[last - 1], reason=f"bench, to Jan {last}")
 
 
-def batch_body(model_version, rows: int) -> bytes:
+def batch_body(ws, model_version, rows: int) -> bytes:
     """A ``/predict`` body of ``rows`` holdout rows (repeated if the holdout is smaller)."""
-    from driftline.features import INPUT_COLUMNS
-
-    holdout = model_version.holdout()[INPUT_COLUMNS]
-    records = json.loads(holdout.to_json(orient="records"))
+    records = request_rows(ws.pack, model_version.holdout())
     return json.dumps({"rows": [records[i % len(records)] for i in range(rows)]}).encode()
 
 
@@ -137,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", type=Path, default=None,
-                        help="a driftline home with >= 2 registered versions")
+                        help="a driftline home with >= 2 registered flights versions")
     parser.add_argument("--batch-rate", type=float, default=200.0,
                         help="1000-row requests per second (200 = 200k rows/s offered)")
     parser.add_argument("--switch-rate", type=float, default=1000.0,
@@ -154,20 +165,21 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="dl-bench-", dir="/tmp"))
     home = tmp
+    [router_port] = free_ports(1)
+    settings = load_settings(home=home, config=write_config(home, router_port),
+                             packs_dir=PACKS)
+    ws = open_workspace(PACK, settings)
     if args.home:
-        shutil.copytree(args.home / "registry", home / "registry")
+        shutil.copytree(args.home / "registry" / PACK, home / "registry" / PACK)
     else:
-        build_registry(home)
+        build_registry(ws)
     print(f"registry ready in {time.monotonic() - began:.1f}s ({home}); load average "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    router_port, blue_port, green_port = free_ports(3)
-    settings = Settings(home=home, serving=ServingSettings(
-        router_port=router_port, blue_port=blue_port, green_port=green_port))
-    registry = Registry(settings.registry_dir, settings.model_name)
+    registry = Registry(ws.registry_dir, ws.model_name)
     v1, v2 = registry.versions()[-2:]
     row = v1.metadata["smoke"]["rows"][0]
     body = json.dumps({"rows": [row]})
-    bg = BlueGreen(settings)
+    bg = BlueGreen(ws)
     results: dict = {}
     try:
         t0 = time.monotonic()
@@ -175,15 +187,20 @@ def main(argv: list[str] | None = None) -> int:
         results["first_deploy_s"] = round(time.monotonic() - t0, 2)
         print(f"deployed {v1.version} to blue in {results['first_deploy_s']}s")
 
-        runs = [("router", router_port, rate) for rate in rates]
-        runs.append(("direct_to_slot", blue_port, max(rates)))
-        for name, port, rate in runs:
-            figures = loadgen.run(port, body.encode(), rate, args.duration)
+        runs = [("router", {"port": router_port, "path": ENDPOINT}, rate) for rate in rates]
+        runs.append(("direct_to_slot", {"port": None, "path": "/predict",
+                                        "uds": str(slot_socket(ws.serving_dir, "blue"))},
+                     max(rates)))
+        for name, target, rate in runs:
+            target = dict(target)
+            figures = loadgen.run(target.pop("port"), body.encode(), rate, args.duration,
+                                  **target)
             results[f"latency_{name}_{rate:g}rps"] = figures
             print(f"single-row latency, {name} (open loop {rate:g} req/s, "
                   f"{args.duration:g}s): {json.dumps(figures)}")
-        batch = batch_body(v1, 1000)
-        figures = loadgen.run(router_port, batch, args.batch_rate, args.duration)
+        batch = batch_body(ws, v1, 1000)
+        figures = loadgen.run(router_port, batch, args.batch_rate, args.duration,
+                              path=ENDPOINT)
         figures["rows_per_s"] = round(figures["achieved_rps"] * 1000)
         results["batch_1000_rows"] = figures
         print(f"1000-row batches through the router (open loop {args.batch_rate:g} req/s = "
@@ -191,8 +208,9 @@ def main(argv: list[str] | None = None) -> int:
 
         clients = [PredictionProbe(router_port, body, keep_alive=k,
                                    max_requests=MAX_REQUESTS_PER_CLIENT,
-                                   interval_s=SWITCH_CLIENT_INTERVAL_S) for k in (True, False)]
-        generator = loadgen.OpenLoop(router_port, loadgen.post_request(body.encode()),
+                                   interval_s=SWITCH_CLIENT_INTERVAL_S, path=ENDPOINT,
+                                   pack=PACK) for k in (True, False)]
+        generator = loadgen.OpenLoop(router_port, loadgen.post_request(body.encode(), ENDPOINT),
                                      args.switch_rate, SWITCH_PHASE_S, warmup=0.0,
                                      track_versions=True)
         clock_offset = time.time() - time.perf_counter()
@@ -235,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                     "switch_phase_open_loop"):
             print(f"{key}: {json.dumps(results.get(key))}")
     finally:
-        bg.stop_all()
+        stop_serving(settings)  # the pack's slots and the router
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     results["total_s"] = round(time.monotonic() - began, 1)

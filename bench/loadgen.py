@@ -8,9 +8,12 @@ Connections are keep-alive and pooled: a request goes out on an idle connection,
 one while fewer than ``max_connections`` are open, else it waits (and that wait counts).
 
 It runs on uvloop with raw asyncio protocols (no HTTP library), about 15 us of CPU per
-request, so it can drive thousands of requests per second from one core::
+request, so it can drive thousands of requests per second from one core. It talks to a TCP
+port (the router: ``--path /<pack>/predict``) or to a unix socket (a slot, as nginx does)::
 
-    python bench/loadgen.py --port 8780 --rate 2000 --duration 10 --body-file row.json
+    python bench/loadgen.py --port 8780 --path /flights/predict --rate 2000 --body-file row.json
+    python bench/loadgen.py --uds .driftline/serving/flights/run/blue.sock --rate 2000 \
+        --body-file row.json
 """
 
 from __future__ import annotations
@@ -66,8 +69,11 @@ class _Connection(asyncio.Protocol):
 
 
 class OpenLoop:
-    """Send ``request`` (raw HTTP bytes) to ``127.0.0.1:port`` at ``rate`` per second.
+    """Send ``request`` (raw HTTP bytes) to ``127.0.0.1:port`` (or the unix socket ``uds``)
+    at ``rate`` per second.
 
+    :param port: a loopback TCP port; ignored when ``uds`` is set.
+    :param uds: a unix socket path to connect to instead of the port.
     :param warmup: seconds sent first and left out of the figures.
     :param max_connections: connections the pool may open.
     :param timeout: seconds after the last scheduled request to wait for answers.
@@ -75,10 +81,10 @@ class OpenLoop:
         answer in ``versions`` (times from ``time.perf_counter``).
     """
 
-    def __init__(self, port: int, request: bytes, rate: float, duration: float,
+    def __init__(self, port: int | None, request: bytes, rate: float, duration: float,
                  warmup: float = 1.0, max_connections: int = 256, timeout: float = 10.0,
-                 track_versions: bool = False):
-        self.port, self.request, self.rate = port, request, rate
+                 track_versions: bool = False, uds: str | None = None):
+        self.port, self.uds, self.request, self.rate = port, uds, request, rate
         self.duration, self.warmup = duration, warmup
         self.max_connections, self.timeout = max_connections, timeout
         self.idle: list[_Connection] = []
@@ -153,7 +159,11 @@ class OpenLoop:
 
     async def _connect(self) -> None:
         try:
-            await self.loop.create_connection(lambda: _Connection(self), "127.0.0.1", self.port)
+            if self.uds:
+                await self.loop.create_unix_connection(lambda: _Connection(self), self.uds)
+            else:
+                await self.loop.create_connection(lambda: _Connection(self), "127.0.0.1",
+                                                  self.port)
         except OSError as exc:
             self.opening -= 1
             if self.backlog:
@@ -210,21 +220,27 @@ def post_request(body: bytes, path: str = "/predict") -> bytes:
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-def run(port: int, body: bytes, rate: float, duration: float, **kwargs) -> dict:
-    """Run one open-loop measurement on a fresh (uv)loop; see :class:`OpenLoop`."""
+def run(port: int | None, body: bytes, rate: float, duration: float, path: str = "/predict",
+        **kwargs) -> dict:
+    """Run one open-loop measurement of ``POST path`` on a fresh (uv)loop; see
+    :class:`OpenLoop` (``uds=`` for a unix socket)."""
     try:
         import uvloop
 
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    return runner(OpenLoop(port, post_request(body), rate, duration, **kwargs).run())
+    return runner(OpenLoop(port, post_request(body, path), rate, duration, **kwargs).run())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--port", type=int, required=True)
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--port", type=int, help="loopback TCP port (e.g. the router's)")
+    target.add_argument("--uds", help="unix socket path (e.g. a slot's)")
+    parser.add_argument("--path", default="/predict",
+                        help="endpoint: /<pack>/predict on the router, /predict on a slot")
     parser.add_argument("--rate", type=float, required=True, help="requests per second")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=1.0)
@@ -232,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-connections", type=int, default=256)
     args = parser.parse_args(argv)
     figures = run(args.port, args.body_file.read_bytes(), args.rate, min(args.duration, 120),
-                  warmup=args.warmup, max_connections=args.max_connections)
+                  path=args.path, warmup=args.warmup, max_connections=args.max_connections,
+                  uds=args.uds)
     print(json.dumps(figures))
     return 0 if figures["errors"] == 0 else 1
 

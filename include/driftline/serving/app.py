@@ -37,7 +37,7 @@ from fastapi.responses import JSONResponse
 from driftline.features import FeatureSchema
 from driftline.registry import ModelVersion, Registry
 from driftline.serving.batcher import MicroBatcher
-from driftline.serving.paths import SLOTS, check_slot, slot_socket
+from driftline.serving.paths import SLOTS, check_slot, live_link, slot_socket
 from driftline.serving.prediction_log import PredictionLogger
 from driftline.serving.schema import RequestDecoder, RequestError, prediction_items
 from driftline.serving.verify import VERIFY_HEADER
@@ -47,6 +47,7 @@ from driftline.workspace import Workspace, open_workspace
 log = logging.getLogger(__name__)
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+CLOSE_HEADER = (b"connection", b"close")
 VERIFY_HEADER_BYTES = VERIFY_HEADER.encode()
 
 
@@ -80,16 +81,35 @@ class ModelServer:
         self.identity = identity
         self._encode = msgspec.json.Encoder().encode
         self.connections = None  # set by main(): the uvicorn server's open connections
+        self.is_live = None  # set by main(): whether the router's live link points here
+        self.draining = False
 
     def drain(self) -> None:
         """Close idle keep-alive connections and end busy ones after their response: the
-        router has switched away from this slot (sent ``SIGUSR1``)."""
+        router has switched away from this slot (sent ``SIGUSR1``). Until the router
+        points here again, every later connection is closed after its response too: one
+        the router opened just before the switch may be accepted only now."""
+        self.draining = True
         connections = list(self.connections()) if self.connections else []
+        fresh = 0
         for connection in connections:
+            if getattr(connection, "cycle", False) is None:
+                # accepted, no request read yet: the router opened it before the switch and
+                # has sent a request on it; closing it unread would fail that request (as a
+                # fresh connection, nginx does not retry it). It is answered, then closed.
+                fresh += 1
+                continue
             connection.shutdown()
-        log.info("draining: closed or closing %d connections", len(connections))
+        log.info("draining: closed or closing %d connections (%d not yet read from are "
+                 "answered first)", len(connections) - fresh, fresh)
 
     async def __call__(self, scope, receive, send) -> None:
+        if self.draining and scope["type"] == "http":
+            if self.is_live is not None and self.is_live():
+                self.draining = False
+                log.info("live again: connections are kept alive")
+            else:
+                send = _closing(send)
         if scope["type"] == "http" and scope["path"] == "/predict":
             await self.predict(scope, receive, send)
         else:
@@ -124,6 +144,18 @@ class ModelServer:
             self.prediction_log.submit(rows, outputs, dates)
         await self._respond(send, 200, {**self.identity,
                                         "predictions": prediction_items(self.pack, outputs)})
+
+
+def _closing(send):
+    """``send`` with ``Connection: close`` added to the response: the server closes the
+    connection after it."""
+
+    async def closing_send(message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), CLOSE_HEADER]}
+        await send(message)
+
+    return closing_send
 
 
 def create_app(model_version: ModelVersion, slot: str, ws: Workspace,
@@ -272,14 +304,29 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until the app's drain handler is in place
     server = uvicorn.Server(config)
     app.connections = lambda: server.server_state.connections
-    try:
-        server.run(sockets=sockets)
-    finally:
+    link, own = live_link(ws.serving_dir), os.path.realpath(uds)
+    app.is_live = lambda: os.path.realpath(link) == own
+
+    def remove_socket() -> None:
         try:
             if os.stat(uds).st_ino == uds_inode:  # still ours, not a newer server's
                 uds.unlink()
         except FileNotFoundError:
             pass
+
+    def stopped_by(signum, frame) -> None:
+        # uvicorn shuts down on SIGTERM/SIGINT, restores these handlers and raises the
+        # signal again: remove the socket, then die of the signal as before
+        remove_socket()
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, stopped_by)
+    try:
+        server.run(sockets=sockets)
+    finally:
+        remove_socket()
     return 0
 
 

@@ -31,17 +31,22 @@ class PredictionProbe(threading.Thread):
     every request; ``connections`` counts the connections opened.
 
     :param port: the router's (or a slot's) port.
-    :param body: the JSON request body for ``POST /predict``.
+    :param body: the JSON request body for ``POST path``.
     :param keep_alive: reuse one connection (True) or open one per request (False).
     :param max_requests: upper bound on requests, so a forgotten probe stops by itself.
     :param interval_s: pause between requests (0: back to back).
+    :param path: the prediction endpoint: ``/<pack>/predict`` on the router, ``/predict``
+        on a slot.
+    :param pack: when set, an answer from another pack is recorded as ``pack <name>``
+        instead of its model version.
     """
 
     def __init__(self, port: int, body: str, keep_alive: bool, max_requests: int = 50_000,
-                 interval_s: float = 0.0):
+                 interval_s: float = 0.0, path: str = "/predict", pack: str | None = None):
         super().__init__(daemon=True, name="keep-alive" if keep_alive else "fresh-conn")
         self.port, self.body, self.keep_alive = port, body, keep_alive
         self.max_requests, self.interval_s = max_requests, interval_s
+        self.path, self.pack = path, pack
         self.results: list[tuple[float, float, str, int]] = []
         self.connections = 0
         self.stop = threading.Event()
@@ -54,13 +59,13 @@ class PredictionProbe(threading.Thread):
                 self.connections += 1
             sent = time.time()
             try:
-                conn.request("POST", "/predict", self.body,
+                conn.request("POST", self.path, self.body,
                              {"Content-Type": "application/json"})
                 response = conn.getresponse()
                 payload = response.read()
-                outcome = (json.loads(payload)["model_version"] if response.status == 200
+                outcome = (self._outcome(json.loads(payload)) if response.status == 200
                            else f"HTTP {response.status}")
-            except (OSError, http.client.HTTPException, ValueError) as exc:
+            except (OSError, http.client.HTTPException, ValueError, KeyError) as exc:
                 outcome = f"error {exc!r}"
                 conn.close()
                 conn = None
@@ -72,3 +77,8 @@ class PredictionProbe(threading.Thread):
                 time.sleep(self.interval_s)
         if conn is not None:
             conn.close()
+
+    def _outcome(self, body: dict) -> str:
+        if self.pack is not None and body.get("pack") != self.pack:
+            return f"pack {body.get('pack')}"
+        return body["model_version"]

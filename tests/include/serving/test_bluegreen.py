@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -13,11 +14,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from driftline.features import INPUT_COLUMNS, FeatureSchema
-from driftline.serving.bluegreen import BlueGreen, DeployError
+from driftline.registry import Registry
+from driftline.serving.bluegreen import BlueGreen, DeployError, stop_serving
+from driftline.serving.paths import router_url, slot_client, slot_socket
 from driftline.serving.probe import PredictionProbe
 from driftline.serving.router import NGINX, Router, RouterError
-from driftline.training import predict_proba
+from driftline.training import request_rows
+from driftline.workspace import Workspace, open_workspace
 
 pytestmark = pytest.mark.skipif(not Path(NGINX).exists(),
                                 reason=f"nginx is not installed at {NGINX}")
@@ -37,54 +40,72 @@ def serving_processes(serving_dir: Path) -> list[int]:
     return pids
 
 
-@pytest.fixture
-def bluegreen(settings):
-    bg = BlueGreen(settings)
-    yield bg
-    bg.stop_all()
+def stop_and_check(settings) -> None:
+    """Stop every pack's slots and the router; no serving process may outlive that."""
+    stop_serving(settings)
     deadline = time.monotonic() + 10
     while serving_processes(settings.serving_dir) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert serving_processes(settings.serving_dir) == [], "a serving process outlived stop_all"
+    assert serving_processes(settings.serving_dir) == [], "a serving process outlived the stop"
 
 
-def router_get(settings, path: str) -> dict:
-    return httpx.get(f"http://127.0.0.1:{settings.serving.router_port}{path}", timeout=5).json()
+@pytest.fixture
+def bluegreen(ws):
+    bg = BlueGreen(ws)
+    yield bg
+    stop_and_check(ws.settings)
 
 
-def router_predict(settings, rows: list[dict]) -> httpx.Response:
-    return httpx.post(f"http://127.0.0.1:{settings.serving.router_port}/predict",
-                      json={"rows": rows}, timeout=30)
+def with_serving(ws: Workspace, **fields) -> Workspace:
+    """``ws`` with some of its pack's ``[serving]`` settings changed (as a
+    ``[packs.<name>.serving]`` table would)."""
+    overrides = json.loads(json.dumps(ws.settings.pack_overrides))
+    overrides.setdefault(ws.name, {}).setdefault("serving", {}).update(fields)
+    changed = Workspace(dataclasses.replace(ws.settings, pack_overrides=overrides), ws.pack)
+    assert all(getattr(changed.serving, k) == v for k, v in fields.items())
+    return changed
 
 
-def assert_serves_smoke(settings, model_version) -> None:
+def router_get(ws, path: str) -> dict:
+    return httpx.get(f"{router_url(ws.settings, ws.name)}{path}", timeout=5).json()
+
+
+def router_predict(ws, rows: list[dict]) -> httpx.Response:
+    return httpx.post(f"{router_url(ws.settings, ws.name)}/predict", json={"rows": rows},
+                      timeout=30)
+
+
+def assert_serves_smoke(ws, model_version) -> None:
     smoke = model_version.metadata["smoke"]
-    body = router_predict(settings, smoke["rows"]).json()
-    assert body["model_version"] == model_version.version
+    assert len(smoke["rows"]) == 20
+    body = router_predict(ws, smoke["rows"]).json()
+    assert body["pack"] == ws.name and body["model_version"] == model_version.version
     np.testing.assert_allclose([p["late_probability"] for p in body["predictions"]],
                                smoke["predictions"], rtol=0, atol=1e-6)
 
 
-def test_deploy_switch_rollback_through_the_router(bluegreen, settings, registry):
+def test_deploy_switch_rollback_through_the_router(bluegreen, ws, registry):
     v1, v2 = registry.get("v0001"), registry.get("v0002")
+    assert bluegreen.url == f"http://127.0.0.1:{ws.settings.serving.router_port}/flights"
 
     first = bluegreen.deploy(v1, "first model")
-    assert first["changed"] and first["live"] == "blue"
+    assert first["changed"] and first["live"] == "blue" and first["pack"] == "flights"
     assert first["switch"]["to_slot"] == "blue" and first["switch"]["from_slot"] is None
-    assert router_get(settings, "/version")["model_version"] == "v0001"
-    assert_serves_smoke(settings, v1)
+    assert router_get(ws, "/version")["model_version"] == "v0001"
+    assert_serves_smoke(ws, v1)
 
     second = bluegreen.deploy(v2, "retrained")
     assert second["live"] == "green" and second["slots"]["green"]["version"] == "v0002"
     switch = second["switch"]
     assert (switch["from_slot"], switch["to_slot"]) == ("blue", "green")
     assert (switch["version"], switch["previous_version"]) == ("v0002", "v0001")
-    assert router_get(settings, "/version") | {"pid": 0} == {
-        "model_name": "flight_delay", "model_version": "v0002", "slot": "green",
+    assert router_get(ws, "/version") | {"pid": 0} == {
+        "pack": "flights", "model_name": "flights", "model_version": "v0002", "slot": "green",
         "sha256": v2.metadata["artifact"]["sha256"], "data_version": v2.data_version, "pid": 0}
-    assert_serves_smoke(settings, v2)
+    assert_serves_smoke(ws, v2)
     status = bluegreen.status()
     assert status["live"] == "green" and status["router"]["running"]
+    assert status["router"]["points_to"] == "green"
     assert status["slots"]["blue"]["running"] and status["slots"]["blue"]["version"] == "v0001"
     assert status["slots"]["green"]["running"] and status["slots"]["green"]["version"] == "v0002"
     # it started at nice +10 (yielding to the live slot), and runs at ours once ready
@@ -92,6 +113,9 @@ def test_deploy_switch_rollback_through_the_router(bluegreen, settings, registry
     nice = {os.getpriority(os.PRIO_PROCESS, int(t.name))
             for t in Path(f"/proc/{green}/task").glob("*")}
     assert nice == {os.getpriority(os.PRIO_PROCESS, 0)}
+    # slots listen on their unix sockets only: no TCP socket of theirs is listening
+    assert status["slots"]["green"]["socket"] == str(ws.serving_dir / "run" / "green.sock")
+    assert listening_tcp_ports(green) == set()
 
     back = bluegreen.rollback("v0002 misbehaves")
     assert back["live"] == "blue" and back["slots"]["blue"]["version"] == "v0001"
@@ -99,20 +123,99 @@ def test_deploy_switch_rollback_through_the_router(bluegreen, settings, registry
     assert (switch["action"], switch["from_slot"], switch["to_slot"]) == (
         "rollback", "green", "blue")
     assert (switch["version"], switch["previous_version"]) == ("v0001", "v0002")
-    assert_serves_smoke(settings, v1)
+    assert_serves_smoke(ws, v1)
 
-    history = json.loads((settings.serving_dir / "state.json").read_text())["history"]
+    history = json.loads((ws.serving_dir / "state.json").read_text())["history"]
     assert [(h["action"], h["to_slot"], h["version"]) for h in history] == [
         ("deploy", "blue", "v0001"), ("deploy", "green", "v0002"), ("rollback", "blue", "v0001")]
     assert all({"at", "from_slot", "previous_version", "reason"} <= set(h) for h in history)
 
     # bad input through the router is refused by the slot, which keeps serving
     row = dict(v1.metadata["smoke"]["rows"][0])
-    assert router_predict(settings, [{**row, "distance": "far"}]).status_code == 422
-    assert router_predict(settings, [row]).status_code == 200
+    refused = router_predict(ws, [{**row, "distance": "far"}])
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "rows[0].distance"
+    bad_time = router_predict(ws, [row, {**row, "time_hour": "2013-02-30T10:00:00Z"}])
+    assert bad_time.status_code == 422
+    assert bad_time.json()["errors"][0]["field"] == "rows[1].time_hour"
+    assert router_predict(ws, [row]).status_code == 200
+    # an unknown pack is the router's 404
+    assert httpx.post(f"{router_url(ws.settings)}/nosuchpack/predict",
+                      json={"rows": [row]}).status_code == 404
     # the slots logged what they served
-    logs = list((settings.serving_dir / "predictions").glob("date=*/*.jsonl"))
+    logs = list((ws.serving_dir / "predictions").glob("date=*/*.jsonl"))
     assert {p.name.split("-")[0] for p in logs} == {"blue", "green"}
+
+
+def listening_tcp_ports(pid: int) -> set[int]:
+    """TCP ports ``pid`` listens on (from its socket inodes and /proc/net/tcp{,6})."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_a_slot_switched_away_from_closes_each_connection_until_it_is_live_again(
+        bluegreen, ws, registry):
+    v1, v2 = registry.get("v0001"), registry.get("v0002")
+    rows = v1.metadata["smoke"]["rows"][:1]
+
+    def connection_headers(slot: str) -> set:
+        """The Connection header of a slot's answers on a connection made to it now."""
+        with slot_client(ws.serving_dir, slot) as client:
+            answers = [client.get("/ready"), client.post("/predict", json={"rows": rows})]
+        assert all(a.status_code == 200 for a in answers)
+        return {a.headers.get("connection") for a in answers}
+
+    bluegreen.deploy(v1, "first")
+    assert connection_headers("blue") == {None}  # live: kept alive
+    bluegreen.deploy(v2, "second")
+    # blue was drained; a connection it accepts now (as one nginx opened just before the
+    # switch and blue accepted late) is closed after its answer, so none stays with blue
+    assert connection_headers("blue") == {"close"}
+    assert connection_headers("green") == {None}
+    bluegreen.rollback("back")
+    assert connection_headers("blue") == {None}  # live again: kept alive again
+    assert connection_headers("green") == {"close"}
+
+
+def test_a_connection_opened_before_the_switch_is_answered_by_the_old_slot(bluegreen, ws,
+                                                                           registry):
+    """nginx may open a connection to the old slot just before a switch and send its request
+    on it after the drain began: the old slot answers it (then closes it), instead of
+    closing it unread, which would fail the request (nginx retries only kept connections)."""
+    v1, v2 = registry.get("v0001"), registry.get("v0002")
+    bluegreen.deploy(v1, "first")
+    early = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    early.settimeout(30)
+    early.connect(str(slot_socket(ws.serving_dir, "blue")))  # accepted, nothing sent yet
+    time.sleep(0.5)
+    try:
+        bluegreen.deploy(v2, "switch while a connection to blue is open")  # drains blue
+        body = json.dumps({"rows": v1.metadata["smoke"]["rows"][:1]}).encode()
+        early.sendall(b"POST /predict HTTP/1.1\r\nHost: slot\r\nContent-Type: "
+                      b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        answer = b""
+        while chunk := early.recv(65536):  # until the server closes the connection
+            answer += chunk
+    finally:
+        early.close()
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert b"connection: close" in head.lower()
+    assert json.loads(payload)["model_version"] == "v0001"
+    assert bluegreen.status()["live"] == "green"
 
 
 def test_redeploying_the_live_version_changes_nothing(bluegreen, registry):
@@ -127,65 +230,62 @@ def test_redeploying_the_live_version_changes_nothing(bluegreen, registry):
 
 
 def test_version_from_another_registry_is_refused(bluegreen, model_home):
-    from driftline.registry import Registry
-
-    elsewhere = Registry(model_home / "registry", "flight_delay").get("v0001")
+    elsewhere = Registry(model_home / "registry", "flights").get("v0001")
     with pytest.raises(DeployError, match="slot servers load from"):
         bluegreen.deploy(elsewhere, "wrong registry")
     assert bluegreen.status()["live"] is None
 
 
-def test_checksum_mismatch_is_refused_and_live_keeps_serving(bluegreen, settings, registry,
-                                                              tamper):
+def test_checksum_mismatch_is_refused_and_live_keeps_serving(bluegreen, ws, registry, tamper):
     bluegreen.deploy(registry.get("v0001"), "first")
     tamper("v0002")
     with pytest.raises(DeployError, match="sha256"):
         bluegreen.deploy(registry.get("v0002"), "tampered")
     status = bluegreen.status()
     assert status["live"] == "blue" and not status["slots"]["green"]["running"]
-    assert not (settings.serving_dir / "logs" / "green.log").exists()  # never started
-    assert_serves_smoke(settings, registry.get("v0001"))
+    assert not (ws.serving_dir / "logs" / "green.log").exists()  # never started
+    assert_serves_smoke(ws, registry.get("v0001"))
 
 
-def test_candidate_that_never_gets_ready_fails_and_live_is_unchanged(bluegreen, settings,
-                                                                      registry, corrupt):
+def test_candidate_that_never_gets_ready_fails_and_live_is_unchanged(bluegreen, ws, registry,
+                                                                      corrupt):
     bluegreen.deploy(registry.get("v0001"), "first")
     corrupt("v0002")
     with pytest.raises(DeployError) as failure:
         bluegreen.deploy(registry.get("v0002"), "corrupt candidate")
     message = str(failure.value)
     assert "slot green" in message and "exited with status 2" in message
-    assert "refusing to start" in message  # the server log's tail
+    assert "refusing to start flights v0002" in message  # the server log's tail
     status = bluegreen.status()
     assert status["live"] == "blue" and status["router"]["points_to"] == "blue"
     assert not status["slots"]["green"]["running"] and status["slots"]["green"]["pid"] is None
     assert len(status["history"]) == 1
-    assert_serves_smoke(settings, registry.get("v0001"))
+    assert_serves_smoke(ws, registry.get("v0001"))
 
 
-def test_candidate_with_different_smoke_predictions_is_not_switched_to(bluegreen, settings,
+def test_candidate_with_different_smoke_predictions_is_not_switched_to(bluegreen, ws,
                                                                        registry):
     bluegreen.deploy(registry.get("v0001"), "first")
     meta_path = registry.get("v0002").path / "metadata.json"
     meta = json.loads(meta_path.read_text())
     meta["smoke"]["predictions"][3] += 0.01
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(DeployError, match=r"smoke predictions .* differ .* in 1 of 20 rows"):
+    with pytest.raises(DeployError, match=r"smoke predictions .* differ .* in 1 of 20 rows "
+                                          r"\(row 3: "):
         bluegreen.deploy(registry.get("v0002"), "changed smoke expectations")
     status = bluegreen.status()
     assert status["live"] == "blue" and not status["slots"]["green"]["running"]
-    assert_serves_smoke(settings, registry.get("v0001"))
+    assert_serves_smoke(ws, registry.get("v0001"))
 
 
-def test_candidate_not_ready_in_time_is_stopped(bluegreen, settings, registry):
-    impatient = dataclasses.replace(settings, serving=dataclasses.replace(
-        settings.serving, start_timeout_s=0.3))
+def test_candidate_not_ready_in_time_is_stopped(bluegreen, ws, registry):
+    impatient = with_serving(ws, start_timeout_s=0.3)
     with pytest.raises(DeployError, match=r"slot blue: v0001 failed to start: it was not "
                                           r"ready after 0.3s"):
         BlueGreen(impatient).deploy(registry.get("v0001"), "impatient")
     status = bluegreen.status()
     assert status["live"] is None and not status["slots"]["blue"]["running"]
-    assert serving_processes(settings.serving_dir) == []
+    assert serving_processes(ws.settings.serving_dir) == []  # no slot, and no router yet
 
 
 def test_rollback_with_nothing_to_roll_back_to(bluegreen, registry):
@@ -197,25 +297,27 @@ def test_rollback_with_nothing_to_roll_back_to(bluegreen, registry):
     assert bluegreen.status()["live"] == "blue"
 
 
-def test_failing_config_test_keeps_the_old_config(bluegreen, settings, registry):
+def test_failing_config_test_keeps_the_old_config(bluegreen, ws, registry):
     bluegreen.deploy(registry.get("v0001"), "first")
+    settings = ws.settings
     router = Router(settings)
     good = router.conf_path.read_text()
+    assert "location /flights/" in good
     broken = dataclasses.replace(settings, serving=dataclasses.replace(
         settings.serving, router_port=70000))
     with pytest.raises(RouterError, match=r"config test failed.*invalid port"):
         Router(broken).write_config()
     assert router.conf_path.read_text() == good
-    assert router_get(settings, "/version")["model_version"] == "v0001"
+    assert router_get(ws, "/version")["model_version"] == "v0001"
 
 
-def test_switch_under_load_loses_no_request(bluegreen, settings, registry):
+def test_switch_under_load_loses_no_request(bluegreen, ws, registry):
     v1, v2 = registry.get("v0001"), registry.get("v0002")
     bluegreen.deploy(v1, "first")
     row = v1.metadata["smoke"]["rows"][0]
     body = json.dumps({"rows": [row]})
-    clients = [PredictionProbe(settings.serving.router_port, body, keep_alive=k)
-               for k in (True, False)]
+    clients = [PredictionProbe(ws.settings.serving.router_port, body, keep_alive=k,
+                               path="/flights/predict", pack="flights") for k in (True, False)]
     for client in clients:
         client.start()
     time.sleep(0.5)
@@ -266,8 +368,7 @@ def _slot_pid(bluegreen, slot: str) -> int | None:
     return bluegreen.status()["slots"][slot]["pid"]
 
 
-def test_slot_dying_after_the_switch_is_rolled_back_automatically(bluegreen, settings,
-                                                                  registry):
+def test_slot_dying_after_the_switch_is_rolled_back_automatically(bluegreen, ws, registry):
     v1, v2 = registry.get("v0001"), registry.get("v0002")
     bluegreen.deploy(v1, "first")
     switched = lambda: bluegreen.status()["history"][-1]["version"] == "v0002"  # noqa: E731
@@ -284,19 +385,18 @@ def test_slot_dying_after_the_switch_is_rolled_back_automatically(bluegreen, set
     assert deploy["action"] == "deploy" and deploy["version"] == "v0002"
     assert auto["action"] == "auto-rollback" and auto["to_slot"] == "blue"
     assert auto["version"] == "v0001" and "post-switch check of v0002 failed" in auto["reason"]
-    assert_serves_smoke(settings, v1)
+    assert_serves_smoke(ws, v1)
 
 
-def test_candidate_hanging_on_health_is_refused_while_live_serves(bluegreen, settings,
-                                                                  registry):
+def test_candidate_hanging_on_health_is_refused_while_live_serves(bluegreen, ws, registry):
     v1 = registry.get("v0001")
     bluegreen.deploy(v1, "first")
-    probe = PredictionProbe(settings.serving.router_port,
+    probe = PredictionProbe(ws.settings.serving.router_port,
                             json.dumps({"rows": [v1.metadata["smoke"]["rows"][0]]}),
-                            keep_alive=True, interval_s=0.01)
+                            keep_alive=True, interval_s=0.01, path="/flights/predict",
+                            pack="flights")
     probe.start()
-    hanging = dataclasses.replace(settings, serving=dataclasses.replace(
-        settings.serving, start_timeout_s=8.0))
+    hanging = with_serving(ws, start_timeout_s=8.0)
     freezer = _when(lambda: (_slot_pid(bluegreen, "green") or 0) > 0,
                     lambda: os.kill(_slot_pid(bluegreen, "green"), signal.SIGSTOP))
     with pytest.raises(DeployError, match=r"slot green: v0002 failed to start: it was not "
@@ -311,47 +411,119 @@ def test_candidate_hanging_on_health_is_refused_while_live_serves(bluegreen, set
     assert status["live"] == "blue" and not status["slots"]["green"]["running"]
 
 
-def _serve_through_router(settings, rows: list[dict]) -> None:
+def _logged_rows(ws) -> int:
+    return sum(len(p.read_text().splitlines())
+               for p in ws.serving_dir.glob("predictions/*/*.jsonl"))
+
+
+def _serve_through_router(ws, rows: list[dict]) -> None:
     """Send ``rows`` as real traffic and wait until the prediction log holds them."""
-    assert router_predict(settings, rows).status_code == 200
+    assert router_predict(ws, rows).status_code == 200
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        logged = sum(len(p.read_text().splitlines())
-                     for p in settings.serving_dir.glob("predictions/*/*.jsonl"))
-        if logged >= len(rows):
+        if _logged_rows(ws) >= len(rows):
             return
         time.sleep(0.05)
-    raise AssertionError(f"only {logged} of {len(rows)} served rows were logged")
+    raise AssertionError(f"only {_logged_rows(ws)} of {len(rows)} served rows were logged")
 
 
-def test_shadow_comparison_on_served_rows_gates_the_switch(bluegreen, settings, registry):
+def test_shadow_comparison_on_served_rows_gates_the_switch(bluegreen, ws, registry,
+                                                           reference_probabilities):
     v1, v2 = registry.get("v0001"), registry.get("v0002")
     holdout = v1.holdout()
-    schema = FeatureSchema.from_dict(v1.metadata["feature_schema"])
-    p1 = predict_proba(v1.load_booster(), holdout, schema)
-    p2 = predict_proba(v2.load_booster(), holdout, schema)
+    p1 = reference_probabilities(v1, holdout)
+    p2 = reference_probabilities(v2, holdout)
     differ = np.flatnonzero((p1 >= 0.5) != (p2 >= 0.5))
     same = np.flatnonzero((p1 >= 0.5) == (p2 >= 0.5))
     assert differ.size >= 2, "v1 and v2 must disagree somewhere for this test"
     picked = np.concatenate([differ[:2], same[:18]])  # 2 of 20 rows disagree: 10%
-    rows = json.loads(holdout.iloc[picked][INPUT_COLUMNS].to_json(orient="records"))
+    rows = request_rows(ws.pack, holdout.iloc[picked])
+    assert len(rows) == 20 and list(rows[0]) == ws.pack.request_columns
     bluegreen.deploy(v1, "first")
-    _serve_through_router(settings, rows)
+    _serve_through_router(ws, rows)
 
-    strict = dataclasses.replace(settings, serving=dataclasses.replace(
-        settings.serving, shadow_max_disagreement=0.05))
+    strict = with_serving(ws, shadow_max_disagreement=0.05)
     with pytest.raises(DeployError, match=r"shadow comparison failed: .* differs from the live "
                                           r"slot's on 2 of 20 recent served rows \(10.00% > "
                                           r"5.00% allowed, over by 5.00%\)"):
         BlueGreen(strict).deploy(v2, "disagrees too much")
     assert bluegreen.status()["live"] == "blue"
-    assert router_get(settings, "/version")["model_version"] == "v0001"
+    assert router_get(ws, "/version")["model_version"] == "v0001"
 
-    lenient = dataclasses.replace(settings, serving=dataclasses.replace(
-        settings.serving, shadow_max_disagreement=0.15))
+    lenient = with_serving(ws, shadow_max_disagreement=0.15)
     switch = BlueGreen(lenient).deploy(v2, "within the limit")["switch"]
-    assert switch["shadow"]["rows"] == 20 and switch["shadow"]["disagreement"] == 0.1
+    shadow = switch["shadow"]
+    assert shadow["rows"] == 20 and shadow["disagreement"] == 0.1
+    assert shadow["threshold"] == 0.15
+    np.testing.assert_allclose(shadow["mean_abs_diff"], np.mean(np.abs(p1 - p2)[picked]),
+                               rtol=0, atol=1e-4)
     # smoke, shadow and watch requests are not logged as served traffic
-    logged = sum(len(p.read_text().splitlines())
-                 for p in settings.serving_dir.glob("predictions/*/*.jsonl"))
-    assert logged == len(rows)
+    assert _logged_rows(ws) == len(rows)
+
+
+def test_two_packs_behind_one_router_switch_independently(two_pack_settings):
+    settings = two_pack_settings
+    flights, other = open_workspace("flights", settings), open_workspace("flights2", settings)
+    ours, theirs = BlueGreen(flights), BlueGreen(other)
+    f1, f2 = (Registry(flights.registry_dir, "flights").get(v) for v in ("v0001", "v0002"))
+    o1 = Registry(other.registry_dir, "flights2").get("v0001")
+    try:
+        ours.deploy(f1, "flights, first")
+        theirs.deploy(o1, "flights2, first")
+        port = settings.serving.router_port
+        assert (ours.url, theirs.url) == (f"http://127.0.0.1:{port}/flights",
+                                          f"http://127.0.0.1:{port}/flights2")
+        conf = Router(settings).conf_path.read_text()
+        assert conf.count("listen ") == 1  # one nginx, one port
+        assert "location /flights/ " in conf and "location /flights2/ " in conf
+        # each endpoint answers with its own pack's model
+        for ws, version in ((flights, f1), (other, o1)):
+            answer = router_get(ws, "/version")
+            assert (answer["pack"], answer["model_name"], answer["model_version"]) == (
+                ws.name, ws.name, "v0001")
+            assert answer["sha256"] == version.metadata["artifact"]["sha256"]
+            assert_serves_smoke(ws, version)
+        assert f1.metadata["artifact"]["sha256"] != o1.metadata["artifact"]["sha256"]
+
+        state_path = other.serving_dir / "state.json"
+        state_before = state_path.read_bytes()
+        status_before = theirs.status()
+        row = o1.metadata["smoke"]["rows"][0]
+        probes = [PredictionProbe(port, json.dumps({"rows": [row]}), keep_alive=k,
+                                  path="/flights2/predict", pack="flights2")
+                  for k in (True, False)]
+        witness = PredictionProbe(port, json.dumps({"rows": [row]}), keep_alive=True,
+                                  path="/flights/predict", pack="flights")
+        for probe in (*probes, witness):
+            probe.start()
+        time.sleep(0.5)
+        deployed = ours.deploy(f2, "flights, retrained")
+        rolled = ours.rollback("flights, back")
+        time.sleep(0.5)
+        for probe in (*probes, witness):
+            probe.stop.set()
+            probe.join(15)
+
+        switches = (deployed["switch"]["switched_at"], rolled["switch"]["switched_at"])
+        # flights switched under the witness's eyes: it saw both versions
+        assert {o for *_, o, _ in witness.results} == {"v0001", "v0002"}
+        for probe in probes:
+            outcomes = [o for _, _, o, _ in probe.results]
+            # every request to flights2 answered by flights2's own version: no failure
+            assert outcomes and set(outcomes) == {"v0001"}, set(outcomes)
+            during = [o for sent, _, o, _ in probe.results
+                      if switches[0] <= sent <= switches[1]]
+            assert during, "no flights2 request was sent between the two flights switches"
+        assert probes[0].connections == 1
+        # flights2's serving state was not touched: same bytes, same processes
+        assert state_path.read_bytes() == state_before
+        status_after = theirs.status()
+        assert status_after["slots"] == status_before["slots"]
+        assert status_after["live"] == "blue" and status_after["router"]["points_to"] == "blue"
+        assert [h["version"] for h in status_after["history"]] == ["v0001"]
+        assert router_get(other, "/version")["model_version"] == "v0001"
+        assert ours.status()["live"] == "blue"
+        assert [h["action"] for h in ours.status()["history"]] == ["deploy", "deploy",
+                                                                    "rollback"]
+    finally:
+        stop_and_check(settings)
