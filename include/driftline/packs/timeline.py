@@ -4,6 +4,7 @@ monthly, cut in the pack's timezone) whose partition it belongs to."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -74,8 +75,10 @@ class RowClock:
     def __init__(self, spec: TimeSpec):
         self.format = spec.format
         self.zone = ZoneInfo(spec.timezone)
+        # traffic repeats its times (an hour, a day): parse each distinct value once
+        self.date = functools.lru_cache(maxsize=65_536)(self._date)
 
-    def date(self, value: str) -> str:
+    def _date(self, value: str) -> str:
         """The local ``YYYY-MM-DD`` of ``value``.
 
         :raises ValueError: ``value`` is not a time in the pack's format.
