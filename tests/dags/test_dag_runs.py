@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,7 @@ from driftline.versioning import DataRepo
 from tests.helpers import settings_at
 
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
-needs_nginx = pytest.mark.skipif(shutil.which("nginx") is None and
-                                 not Path("/usr/sbin/nginx").exists(),
-                                 reason="nginx is not installed (make install installs it)")
+needs_nginx = pytest.mark.nginx
 
 
 @pytest.fixture(scope="module")

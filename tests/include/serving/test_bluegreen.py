@@ -16,11 +16,10 @@ import pytest
 from driftline.features import INPUT_COLUMNS, FeatureSchema
 from driftline.serving.bluegreen import BlueGreen, DeployError
 from driftline.serving.probe import PredictionProbe
-from driftline.serving.router import NGINX, Router, RouterError
+from driftline.serving.router import Router, RouterError
 from driftline.training import predict_proba
 
-pytestmark = pytest.mark.skipif(not Path(NGINX).exists(),
-                                reason=f"nginx is not installed at {NGINX}")
+pytestmark = pytest.mark.nginx
 
 
 def serving_processes(serving_dir: Path) -> list[int]:
