@@ -93,11 +93,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     needs = [what for marker, what in COMPONENT_MARKERS.items() if item.get_closest_marker(marker)]
     if not (needs or COMPONENT_WORDS.search(reason)):
         return report
+    first = next((n for n, r in _not_exercised if r == reason), None)
     _not_exercised.append((item.nodeid, reason))
     if required():
+        if first is not None and "\n" in reason:  # a build log tail, say: shown there
+            reason = f"{reason.splitlines()[0]} [in full at {first}]"
         report.outcome = "failed"
-        report.longrepr = (f"{item.nodeid} needs {', '.join(needs) or 'a real component'} "
-                           f"and may not be skipped in CI (skip reason: {reason})")
+        report.longrepr = (f"{item.nodeid} may not be skipped in CI: it needs "
+                           f"{' and '.join(needs) or 'a real component'} (skip reason: {reason})")
     return report
 
 

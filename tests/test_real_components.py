@@ -37,6 +37,14 @@ def test_unrelated_skip():
 def test_passes():
     pass
 '''
+LONG_REASON = '''
+import pytest
+
+@pytest.mark.k8s
+@pytest.mark.parametrize("n", [1, 2])
+def test_same_long_reason(n):
+    pytest.skip("testbed down\\nbuild log line")
+'''
 MODULE_SKIP = '''
 import pytest
 pytest.skip("nginx is missing", allow_module_level=True)
@@ -92,8 +100,8 @@ def test_in_ci_a_missing_component_fails_naming_test_and_reason(tmp_path):
         ("test_reason_names_a_component", "(skip reason: kube-apiserver is not reachable)"),
     ]:
         assert outcomes[name][0] in ("failure", "error"), (name, outcomes[name], out)
-        assert f"test_inner.py::{name} needs " in out and reason in out, (name, out)
-    assert out.count("may not be skipped in CI") >= 4
+        assert f"test_inner.py::{name} may not be skipped in CI: it needs " in out, (name, out)
+        assert reason in out, (name, out)
     assert "4 test(s) that need a real component did not run: the run fails" in out
 
 
@@ -105,3 +113,12 @@ def test_a_module_level_component_skip_fails_the_run_only_in_ci(tmp_path, ci):
                                                        "test_ok": "passed"}
     assert rc == (1 if ci else 0), out
     assert "test_mod.py: nginx is missing" in out
+
+
+def test_in_ci_a_long_reason_is_shown_in_full_once(tmp_path):
+    rc, outcomes, out = run(tmp_path, {"test_long.py": LONG_REASON}, ci=True)
+    assert rc == 1 and outcomes["test_same_long_reason[2]"][0] == "failure", out
+    assert "(skip reason: testbed down\nbuild log line)" in out
+    assert ("test_long.py::test_same_long_reason[2] may not be skipped in CI: it needs the "
+            "Kubernetes testbed (skip reason: testbed down [in full at "
+            "test_long.py::test_same_long_reason[1]])") in out
