@@ -42,6 +42,7 @@ stop:
 	-$(PY) scripts/demo.py --stop
 
 # pytest exits 5 when it collects nothing: that must fail, not pass silently.
+# With CI=true, a skipped real-component test fails it too (tests/real_components.py).
 test: install
 	@$(PY) -m pytest tests -q -ra; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc

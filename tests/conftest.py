@@ -14,6 +14,7 @@ import pytest
 
 from tests.helpers import DATA_END, DATA_START, PACKS, ROOT, TEST_CONFIG, workspace_at
 
+pytest_plugins = ["tests.real_components"]  # real components may not be skipped in CI
 # One session directory even if this module were imported twice.
 _SESSION = Path(os.environ.setdefault("DRIFTLINE_TEST_SESSION",
                                       tempfile.mkdtemp(prefix="driftline-tests-")))

@@ -21,9 +21,7 @@ from tests.helpers import settings_at, workspace_at
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 # measured: v0001 (trained on Jan 1-19, tests/driftline-test.toml) against all of January
 RECORDED_JANUARY_DRIFT = ["temp", "dewp", "wind_gust"]
-needs_nginx = pytest.mark.skipif(shutil.which("nginx") is None and
-                                 not Path("/usr/sbin/nginx").exists(),
-                                 reason="nginx is not installed (make install installs it)")
+needs_nginx = pytest.mark.nginx
 
 
 @pytest.fixture(scope="module", autouse=True)

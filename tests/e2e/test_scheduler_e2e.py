@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,9 +29,7 @@ from tests.helpers import ROOT, TEST_CONFIG, workspace_at
 sys.path.insert(0, str(ROOT / "scripts"))
 from airflow_stack import AirflowStack, airflow_env
 
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
-    shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(),
-    reason="nginx is not installed (make install installs it)")]
+pytestmark = [pytest.mark.e2e, pytest.mark.nginx]
 
 # (pack, history span, the later month monitored)
 SCENARIOS = {

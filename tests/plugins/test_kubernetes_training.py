@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 import threading
 import time
 import tomllib
@@ -44,7 +43,6 @@ GPU_LABEL = {"nvidia.com/gpu.present": "true"}
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 WINDOW = {"window_start": "2013-01-01", "window_end": "2013-01-24"}
-HAS_NGINX = shutil.which("nginx") is not None or Path("/usr/sbin/nginx").exists()
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,8 +202,10 @@ def train_xcom(dag_run) -> dict | None:
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.nginx  # the DAG's deploy task serves the new model behind nginx
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
 def test_train_dag_trains_in_a_gpu_pod_and_registers_the_model(k8s, deferrable):
+    from driftline.serving.bluegreen import BlueGreen
     from driftline_provider.operators.kubernetes import KubernetesTrainOperator
 
     k8s.configure(deferrable=deferrable)
@@ -254,12 +254,9 @@ def test_train_dag_trains_in_a_gpu_pod_and_registers_the_model(k8s, deferrable):
     assert f"model flights {new} trained in the pod on device cpu" in log
     # gate and deploy ran on the pod's result
     assert tasks["gate"] == "success", tasks
-    if HAS_NGINX:
-        from driftline.serving.bluegreen import BlueGreen
-
-        assert state == "success" and tasks["deploy"] == "success", tasks
-        live = BlueGreen(ws).status()
-        assert live["slots"][live["live"]]["version"] == new
+    assert state == "success" and tasks["deploy"] == "success", tasks
+    live = BlueGreen(ws).status()
+    assert live["slots"][live["live"]]["version"] == new
 
 
 def test_a_failing_training_pod_fails_the_task_with_its_exit_code(k8s):

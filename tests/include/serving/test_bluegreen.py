@@ -18,12 +18,11 @@ from driftline.registry import Registry
 from driftline.serving.bluegreen import BlueGreen, DeployError, stop_serving
 from driftline.serving.paths import router_url, slot_client, slot_socket
 from driftline.serving.probe import PredictionProbe
-from driftline.serving.router import NGINX, Router, RouterError
+from driftline.serving.router import Router, RouterError
 from driftline.training import request_rows
 from driftline.workspace import Workspace, open_workspace
 
-pytestmark = pytest.mark.skipif(not Path(NGINX).exists(),
-                                reason=f"nginx is not installed at {NGINX}")
+pytestmark = pytest.mark.nginx
 
 
 def serving_processes(serving_dir: Path) -> list[int]:

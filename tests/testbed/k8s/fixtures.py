@@ -19,6 +19,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.real_components import require_component
+
 from . import testbed
 
 _shared: dict = {"testbed": None, "users": 0}
@@ -28,15 +30,17 @@ _shared: dict = {"testbed": None, "users": 0}
 def kube_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testbed.Testbed]:
     """A running testbed (``.kubeconfig``, ``.api_url``, ``.api()``); stopped at session end.
 
-    Skips only when the apiserver cannot be built here (``build.sh`` exit status 3: no apt,
-    no deb-src archive, no root for the build dependencies). Other failures are errors.
+    When the apiserver cannot be built here (``build.sh`` exit status 3: no apt, no deb-src
+    archive, no root for the build dependencies) it skips, or fails in CI
+    (``require_component``). Other failures are errors.
     """
     if _shared["testbed"] is None:
         t0 = time.monotonic()
         try:
             bin_dir = testbed.build()
         except testbed.TestbedUnavailable as exc:
-            pytest.skip(f"Kubernetes testbed cannot be built on this machine: {exc}")
+            require_component("the Kubernetes testbed", False,
+                              f"it cannot be built on this machine: {exc}")
         build_s = time.monotonic() - t0
         _shared["testbed"] = testbed.start(tmp_path_factory.mktemp("k8s-testbed"), bin_dir=bin_dir)
         print(
