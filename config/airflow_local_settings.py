@@ -7,12 +7,6 @@ Importing them costs the scheduler memory, not parse time: DAG files stay light.
 
 import os
 
-SQLITE = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite").startswith("sqlite")
-CONNECT_ARGS = {"timeout": 60} if SQLITE else {}
-"""SQLite connection arguments, named by ``[database] sql_alchemy_connect_args`` in the stack's
-environment: a writer waits up to 60 s for the database lock (SQLite's default is 5 s)."""
-
-
 if os.environ.get("DRIFTLINE_PRELOAD", "1") == "1":
     import dvc.repo  # noqa: F401
     import evidently.presets  # noqa: F401

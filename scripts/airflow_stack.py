@@ -43,7 +43,6 @@ def airflow_env(root: Path, airflow_home: Path, driftline_home: Path, port: int 
         "DRIFTLINE_HOME": str(driftline_home),
         "DRIFTLINE_PACKS": env.get("DRIFTLINE_PACKS") or str(root / "packs"),
         "PYTHONPATH": str(root / "config"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "airflow_local_settings.CONNECT_ARGS",
         "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
     })
     env["AIRFLOW__API_AUTH__JWT_SECRET"] = _shared_secret(airflow_home / "jwt_secret")
@@ -198,7 +197,12 @@ class AirflowApi:
         deadline = time.monotonic() + timeout
         try:
             while True:
-                response = self.client.post("/backfills", json=body)
+                try:
+                    response = self.client.post("/backfills", json=body)
+                except httpx.TimeoutException:  # the api-server waited on SQLite's lock
+                    if time.monotonic() > deadline:
+                        raise
+                    continue
                 if response.status_code < 400:
                     return response.json()
                 retriable = response.status_code in (409, 503) or "locked" in response.text
