@@ -17,6 +17,7 @@ import pandas as pd
 
 from driftline.packs import Pack
 from driftline.packs.spec import NUMERIC_TYPES
+from driftline.packs.timeline import local_times
 from driftline.settings import ValidationSettings
 
 TIME_OFFSET = "__hours_into_interval"
@@ -92,15 +93,9 @@ def _schema_checks(pack: Pack, df: pd.DataFrame) -> list[Check]:
 def hours_into_interval(pack: Pack, df: pd.DataFrame, start: dt.date) -> np.ndarray:
     """Hours from the interval's start (local midnight) to each row's time; NaN when the
     time does not parse."""
-    times = pack_times(pack, df[pack.time_column])
+    times = local_times(df[pack.time_column], pack.spec.time)
     origin = np.datetime64(start.isoformat(), "ns")
     return (times.to_numpy() - origin) / np.timedelta64(1, "h")
-
-
-def pack_times(pack: Pack, values) -> pd.Series:
-    from driftline.packs.timeline import local_times
-
-    return local_times(values, pack.spec.time)
 
 
 def _quality_checks(pack: Pack, df: pd.DataFrame, limits: ValidationSettings,

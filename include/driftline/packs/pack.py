@@ -24,7 +24,6 @@ import pydantic
 from driftline.packs.spec import (
     HIGHER_IS_BETTER,
     LABEL_RULE,
-    NUMERIC_TYPES,
     PackSpec,
     reference_errors,
 )
@@ -382,9 +381,3 @@ def discover_packs(packs_dir: Path | str, overrides: dict | None = None,
         packs[pack.name] = pack
     return packs, errors
 
-
-def numeric_type(pack: Pack, column: str) -> bool:
-    """Whether ``column`` (declared or derived) holds numbers."""
-    if column in pack.spec.columns:
-        return pack.spec.columns[column].type in NUMERIC_TYPES
-    return column in pack.numeric_features
