@@ -389,9 +389,10 @@ def agent_argv(
 
 
 def _launch(tb: Testbed, bin_dir: Path, ports: list[int], timeout: float) -> None:
-    """Start etcd, then kube-apiserver, the controller-manager and the node agent together
-    (the others retry until the apiserver answers, which hides the agent's slow
-    ``import kubernetes``); wait for each."""
+    """Start etcd, then kube-apiserver and the node agent together (the agent retries until
+    the apiserver answers, which hides its slow ``import kubernetes``), then the
+    controller-manager once the apiserver is ready: it reads the request-header CA from a
+    ConfigMap once at startup and exits 1 if the apiserver is not answering yet."""
     work = tb.workdir
     api_port, etcd_port, peer_port, agent_port, cm_port = ports
     names = ("etcd", "kube-apiserver", "kube-controller-manager", "node-agent")
@@ -411,12 +412,6 @@ def _launch(tb: Testbed, bin_dir: Path, ports: list[int], timeout: float) -> Non
         tb.detached,
     )
     tb.pids["node_agent"] = agent.pid
-    cm = spawn(
-        controller_manager_argv(bin_dir, work, cm_port),
-        logs["kube-controller-manager"],
-        tb.detached,
-    )
-    tb.pids["kube_controller_manager"] = cm.pid
 
     def api_ready() -> bool:
         return http_ok(f"{tb.api_url}/readyz", tb.ca_cert, tb.token)
@@ -425,6 +420,12 @@ def _launch(tb: Testbed, bin_dir: Path, ports: list[int], timeout: float) -> Non
         return AGENT_READY_LINE in log_tail(logs["node-agent"])
 
     wait_until(api_ready, "kube-apiserver /readyz", timeout, api, logs["kube-apiserver"])
+    cm = spawn(
+        controller_manager_argv(bin_dir, work, cm_port),
+        logs["kube-controller-manager"],
+        tb.detached,
+    )
+    tb.pids["kube_controller_manager"] = cm.pid
     wait_until(agent_ready, "node agent", timeout, agent, logs["node-agent"])
 
     def cm_healthy() -> bool:
