@@ -7,17 +7,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import DATA_END, DATA_START, PACKS, ROOT, TEST_CONFIG, workspace_at
+from tests.helpers import DATA_END, DATA_START, PACKS, ROOT, SESSION, TEST_CONFIG, workspace_at
 
 pytest_plugins = ["tests.real_components"]  # real components may not be skipped in CI
-# One session directory even if this module were imported twice.
-_SESSION = Path(os.environ.setdefault("DRIFTLINE_TEST_SESSION",
-                                      tempfile.mkdtemp(prefix="driftline-tests-")))
+_SESSION = SESSION
 
 os.environ.update({
     "AIRFLOW_HOME": str(_SESSION / "airflow"),

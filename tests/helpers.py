@@ -5,11 +5,30 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import tempfile
 from pathlib import Path
 
+from driftline.serving.probe import free_ports
+
 ROOT = Path(__file__).resolve().parent.parent
-TEST_CONFIG = ROOT / "tests" / "driftline-test.toml"
 PACKS = ROOT / "packs"
+# One directory per test session, shared with the processes the tests start (inherited env).
+SESSION = Path(os.environ.setdefault("DRIFTLINE_TEST_SESSION",
+                                     tempfile.mkdtemp(prefix="driftline-tests-")))
+
+
+def _session_config() -> Path:
+    """The test configuration with a router port free for this session (written once)."""
+    path = SESSION / "driftline-test.toml"
+    if not path.exists():
+        [port] = free_ports(1)
+        source = (ROOT / "tests" / "driftline-test.toml").read_text()
+        path.write_text(f"{source}\n[serving]\nrouter_port = {port}\n")
+    return path
+
+
+TEST_CONFIG = _session_config()
 
 # Q1 2013 days used by the shared data: 24 days = 19 for training + 5 held out.
 DATA_START = dt.date(2013, 1, 1)

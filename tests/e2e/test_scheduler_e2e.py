@@ -22,6 +22,7 @@ from driftline.landing import replay
 from driftline.packs.timeline import iter_intervals
 from driftline.registry import Registry
 from driftline.serving.paths import router_url
+from driftline.serving.probe import free_ports
 from driftline.training import request_rows
 
 from tests.helpers import ROOT, TEST_CONFIG, workspace_at
@@ -43,7 +44,10 @@ SCENARIOS = {
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
-    env = airflow_env(ROOT, root / "airflow", root / "driftline", port=18080, extra={
+    api_port, worker_logs, trigger_logs = free_ports(3)
+    env = airflow_env(ROOT, root / "airflow", root / "driftline", port=api_port, extra={
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_logs),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_logs),
         "DRIFTLINE_CONFIG": str(TEST_CONFIG),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root}/airflow/airflow.db",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
