@@ -183,7 +183,7 @@ def train(ws: Workspace, data_version: str, start: dt.date, end: dt.date,
         log.info("run %s already registered as %s; not training again", key, existing.version)
         return _result(existing, reused=True)
 
-    repo = DataRepo.of(ws, Path(data_repo) if data_repo else None)
+    repo = DataRepo.of(ws, data_repo)
     raw = repo.read_days(data_version, start, end)
     raw = raw.assign(**{LABEL: build_label(pack, raw)})
     labeled = raw[raw[LABEL].notna()]

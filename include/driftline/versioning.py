@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,25 +67,37 @@ class DataRepo:
     """A git + DVC repository of daily partitions with a DVC remote.
 
     :param pack: the pack whose partitions the repository holds.
-    :param root: the repository's working directory (created on first use).
+    :param root: the repository's working directory (created on first use), or a git URL
+        (``https://``, ``ssh://``, ``file://``, ``git@host:path``) to read from: DVC clones it
+        and reads the partitions from the remote its committed ``.dvc/config`` names, as a
+        training pod does. A URL is read-only.
     :param remote_url: DVC remote, a local directory or an ``s3://`` URL.
     :param lock_path: file used to serialise writers; default next to ``root``.
     """
 
-    def __init__(self, pack: Pack, root: Path, remote_url: str, lock_path: Path | None = None):
+    def __init__(self, pack: Pack, root: Path | str, remote_url: str,
+                 lock_path: Path | None = None):
         self.pack = pack
-        self.root = Path(root).absolute()
+        self.url = str(root) if is_git_url(root) else None
+        self.root = Path(root).absolute() if self.url is None else None
         self.remote_url = remote_url
-        self.lock = FileLock(str(lock_path or self.root.with_name(self.root.name + ".lock")),
-                             timeout=900)
+        self.lock = None if self.url else FileLock(
+            str(lock_path or self.root.with_name(self.root.name + ".lock")), timeout=900)
 
     @classmethod
-    def of(cls, ws, root: Path | None = None) -> DataRepo:
+    def of(cls, ws, root: Path | str | None = None) -> DataRepo:
         """The data repository of a :class:`~driftline.workspace.Workspace`.
 
-        :param root: another checkout of it (e.g. a pod's clone); default the workspace's.
+        :param root: another checkout of it, or its git URL (a pod's view); default the
+            workspace's.
         """
         return cls(ws.pack, root or ws.data_repo, ws.dvc_remote)
+
+    def _require_checkout(self) -> Path:
+        if self.url:
+            raise ValueError(f"data repository {self.url} is a git URL, read-only here: "
+                             "partitions are written in a local checkout")
+        return self.root
 
     # -- setup -------------------------------------------------------------------------
     def _git(self, *args: str) -> str:
@@ -94,6 +107,7 @@ class DataRepo:
 
     def ensure(self) -> None:
         """Create the repository and its remote if they do not exist yet (idempotent)."""
+        self._require_checkout()
         with self.lock:
             if (self.root / ".dvc").is_dir():
                 return
@@ -160,7 +174,7 @@ class DataRepo:
     def _fs(self, data_version: str):
         from dvc.api import DVCFileSystem
 
-        return DVCFileSystem(str(self.root), rev=data_version)
+        return DVCFileSystem(self.url or str(self.root), rev=data_version)
 
     def list_days(self, data_version: str, fs=None) -> list[dt.date]:
         """Days that have a partition at ``data_version``."""
@@ -190,6 +204,14 @@ class DataRepo:
         log.info("read %d partitions (%s .. %s) at data version %s", len(days), days[0],
                  days[-1], data_version[:12])
         return pd.concat(frames, ignore_index=True)
+
+
+def is_git_url(location: Path | str) -> bool:
+    """Whether ``location`` is a git URL rather than a local path (``Path`` would turn
+    ``https://host/repo.git`` into the relative path ``https:/host/repo.git``)."""
+    if isinstance(location, Path):
+        return False
+    return "://" in location or bool(re.match(r"^[\w.-]+@[\w.-]+:", location))
 
 
 def _md5_from_dvc_file(path: Path) -> str:
