@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -246,78 +247,97 @@ class PackSpec(Strict):
 
 
 
+Errors = Iterator[tuple[str, str]]
+
+
 def reference_errors(spec: PackSpec, gate: dict | None = None) -> list[tuple[str, str]]:
     """Names the spec uses that it does not declare, or uses inconsistently.
 
     :param gate: the resolved ``[gate]`` tables (``floors``, ``max_worsening``).
     :return: ``(field, message)`` pairs; empty when the spec is consistent.
     """
-    cols = spec.columns
-    declared = sorted(cols)
-    errors: list[tuple[str, str]] = []
+    return [*_column_reference_errors(spec), *_label_errors(spec), *_feature_errors(spec),
+            *_input_errors(spec), *_metric_errors(spec, gate or {})]
 
-    def fail(field: str, message: str) -> None:
-        errors.append((field, message))
 
-    def need(field: str, name: str | None) -> None:
-        if name is not None and name not in cols:
-            fail(field, f"{name!r} is not a declared column (columns: {declared})")
+def _undeclared(spec: PackSpec, field: str, name: str | None) -> Errors:
+    if name is not None and name not in spec.columns:
+        yield field, f"{name!r} is not a declared column (columns: {sorted(spec.columns)})"
 
-    need("time.column", spec.time.column)
-    if spec.time.column in cols and cols[spec.time.column].type not in ("datetime", "text"):
-        fail("time.column", f"{spec.time.column!r} must be a datetime or text column")
-    need("id_column", spec.id_column)
+
+def _column_reference_errors(spec: PackSpec) -> Errors:
+    cols, time_column = spec.columns, spec.time.column
+    yield from _undeclared(spec, "time.column", time_column)
+    if time_column in cols and cols[time_column].type not in ("datetime", "text"):
+        yield "time.column", f"{time_column!r} must be a datetime or text column"
+    yield from _undeclared(spec, "id_column", spec.id_column)
     for name in spec.key:
-        need("key", name)
+        yield from _undeclared(spec, "key", name)
     for name in spec.excluded:
-        need("excluded", name)
-    need("label.column", spec.label.column)
-    label_source = spec.label.column
-    if spec.label.rule is not None and label_source in cols:
-        is_value = LABEL_RULE.match(spec.label.rule)["value"] is not None
-        if spec.task == "regression" and not is_value:
-            fail("label.rule", "a regression label is the value itself: rule = 'value'")
-        if spec.task == "binary" and is_value:
-            fail("label.rule", "a binary label needs a comparison, e.g. '> 15'")
-        if is_value and cols[label_source].type not in NUMERIC_TYPES:
-            fail("label.rule", f"'value' needs a numeric column, {label_source!r} "
-                          f"is {cols[label_source].type}")
-    features = spec.features
+        yield from _undeclared(spec, "excluded", name)
+    yield from _undeclared(spec, "label.column", spec.label.column)
+
+
+def _label_errors(spec: PackSpec) -> Errors:
+    source = spec.label.column
+    if spec.label.rule is None or source not in spec.columns:
+        return
+    is_value = LABEL_RULE.match(spec.label.rule)["value"] is not None
+    if spec.task == "regression" and not is_value:
+        yield "label.rule", "a regression label is the value itself: rule = 'value'"
+    if spec.task == "binary" and is_value:
+        yield "label.rule", "a binary label needs a comparison, e.g. '> 15'"
+    source_type = spec.columns[source].type
+    if is_value and source_type not in NUMERIC_TYPES:
+        yield "label.rule", f"'value' needs a numeric column, {source!r} is {source_type}"
+
+
+def _feature_errors(spec: PackSpec) -> Errors:
+    cols, features = spec.columns, spec.features
     derived = [f for f in [*features.numeric, *features.categorical] if f not in cols]
     if derived and features.derive is None:
-        fail("features", f"{derived} are not declared columns and no derive hook makes "
-                      "them ([features] derive = \"function name\")")
+        yield "features", (f"{derived} are not declared columns and no derive hook makes "
+                           "them ([features] derive = \"function name\")")
     for kind, names, types in (("numeric", features.numeric, NUMERIC_TYPES),
                                ("categorical", features.categorical, ("category", "text"))):
         for name in names:
-            if name in spec.excluded:
-                fail(f"features.{kind}", f"{name!r} is excluded "
-                              f"({spec.excluded[name]}); remove it from one of the two")
-            if name == label_source:
-                fail(f"features.{kind}", f"{name!r} is the label's source column")
+            yield from _feature_misuse(spec, f"features.{kind}", name,
+                                       "; remove it from one of the two")
             if name in cols and cols[name].type not in types:
-                fail(f"features.{kind}", f"{name!r} is a {cols[name].type} column; "
-                              f"expected {' or '.join(types)}")
+                yield f"features.{kind}", (f"{name!r} is a {cols[name].type} column; "
+                                           f"expected {' or '.join(types)}")
+
+
+def _feature_misuse(spec: PackSpec, field: str, name: str, hint: str = "") -> Errors:
+    """A feature or input that is excluded or is the label's source."""
+    if name in spec.excluded:
+        yield field, f"{name!r} is excluded ({spec.excluded[name]}){hint}"
+    if name == spec.label.column:
+        yield field, f"{name!r} is the label's source column"
+
+
+def _input_errors(spec: PackSpec) -> Errors:
+    features = spec.features
     for name in features.inputs or []:
-        need("features.inputs", name)
-        if name in spec.excluded:
-            fail("features.inputs", f"{name!r} is excluded ({spec.excluded[name]})")
-        if name == label_source:
-            fail("features.inputs", f"{name!r} is the label's source column")
+        yield from _undeclared(spec, "features.inputs", name)
+        yield from _feature_misuse(spec, "features.inputs", name)
     if features.inputs is not None:
         for name in [*features.numeric, *features.categorical]:
-            if name in cols and name not in features.inputs:
-                fail("features.inputs", f"feature {name!r} is a column but not an input; add "
-                                        "it to inputs (a request must carry it)")
+            if name in spec.columns and name not in features.inputs:
+                yield "features.inputs", (f"feature {name!r} is a column but not an input; "
+                                          "add it to inputs (a request must carry it)")
     if features.derive is not None and features.inputs is None:
-        fail("features.inputs", "list the raw columns the derive hook reads (they are "
-                      "the request schema)")
+        yield "features.inputs", ("list the raw columns the derive hook reads (they are the "
+                                  "request schema)")
+
+
+def _metric_errors(spec: PackSpec, gate: dict) -> Errors:
+    metrics = TASK_METRICS[spec.task]
     for table in ("floors", "max_worsening"):
-        for metric in (gate or {}).get(table, {}):
-            if metric not in TASK_METRICS[spec.task]:
-                fail(f"gate.{table}", f"{metric!r} is not a {spec.task} metric "
-                              f"(expected one of {list(TASK_METRICS[spec.task])})")
-    if spec.metric not in TASK_METRICS[spec.task]:
-        fail("primary_metric", f"{spec.primary_metric!r} is not a {spec.task} metric "
-                      f"(expected one of {list(TASK_METRICS[spec.task])})")
-    return errors
+        for metric in gate.get(table, {}):
+            if metric not in metrics:
+                yield f"gate.{table}", (f"{metric!r} is not a {spec.task} metric "
+                                        f"(expected one of {list(metrics)})")
+    if spec.metric not in metrics:
+        yield "primary_metric", (f"{spec.primary_metric!r} is not a {spec.task} metric "
+                                 f"(expected one of {list(metrics)})")
