@@ -9,6 +9,30 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 
+def _text(label: str, description: str) -> dict:
+    return {"label": label, "description": description, "schema": {"type": ["string", "null"]}}
+
+
+# The connection form, declared (Airflow 3.2+ reads it without importing the hook).
+CONNECTION_TYPE = {
+    "hook-class-name": "driftline_provider.hooks.driftline.DriftlineHook",
+    "hook-name": "driftline",
+    "connection-type": "driftline",
+    "conn-fields": {
+        "home": _text("State directory", "driftline's home (registry, data, reports, serving)"),
+        "config": _text("Configuration file", "a driftline TOML file"),
+        "packs_dir": _text("Packs directory", "the dataset packs (one directory each)"),
+        "dvc_remote_url": _text("DVC remote", "a directory (s3:// is planned, untested)"),
+        "endpoint_url": _text("S3 endpoint", "an S3-compatible endpoint for the DVC remote"),
+    },
+    "ui-field-behaviour": {
+        "hidden-fields": ["schema", "port", "host"],
+        "relabeling": {"login": "DVC remote access key", "password": "DVC remote secret"},
+        "placeholders": {"home": "/data/driftline", "dvc_remote_url": "/mnt/shared/dvc"},
+    },
+}
+
+
 def get_provider_info() -> dict:
     """Provider metadata read by Airflow's ProvidersManager."""
     return {
@@ -22,6 +46,7 @@ def get_provider_info() -> dict:
         "hooks": [{"integration-name": "driftline",
                    "python-modules": ["driftline_provider.hooks.driftline"]}],
         "operators": [{"integration-name": "driftline", "python-modules": [
+            "driftline_provider.operators.base",
             "driftline_provider.operators.ingest",
             "driftline_provider.operators.training",
             "driftline_provider.operators.gate",
@@ -34,7 +59,6 @@ def get_provider_info() -> dict:
                                         "driftline_provider.sensors.landing"]}],
         "triggers": [{"integration-name": "driftline",
                       "python-modules": ["driftline_provider.triggers.drift"]}],
-        "connection-types": [{"hook-class-name": "driftline_provider.hooks.driftline.DriftlineHook",
-                              "connection-type": "driftline"}],
+        "connection-types": [CONNECTION_TYPE],
         "plugins": [{"name": "driftline", "plugin-class": "driftline_provider.ui.DriftlinePlugin"}],
     }

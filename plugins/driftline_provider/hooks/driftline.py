@@ -21,6 +21,8 @@ class DriftlineHook(BaseHook):
     ``password`` are the remote's access key and secret, handed to DVC through the
     environment only, never written to files.
 
+    The connection form is declared in ``get_provider_info()`` (``conn-fields``).
+
     :param driftline_conn_id: the connection id; missing means defaults.
     """
 
@@ -82,13 +84,3 @@ class DriftlineHook(BaseHook):
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"login": "DVC remote access key", "password": "DVC remote secret",
-                           "host": "(unused)"},
-            "placeholders": {"extra": '{"home": "/data/driftline", '
-                                      '"dvc_remote_url": "s3://bucket/dvc"}'},
-        }
