@@ -30,6 +30,7 @@ import pandas as pd
 
 from driftline import code_version
 from driftline.features import FeatureSchema, build_features, build_label, derive_features, encode
+from driftline.hyperparameters import HYPERPARAMETERS
 from driftline.packs import Pack
 from driftline.registry import ModelVersion, Registry
 from driftline.settings import TrainingSettings
@@ -38,8 +39,6 @@ from driftline.workspace import Workspace, open_workspace
 
 log = logging.getLogger(__name__)
 
-HYPERPARAMETERS = ("num_boost_round", "max_depth", "learning_rate", "subsample",
-                   "colsample_bytree", "min_child_weight", "nthread", "device")
 SMOKE_ROWS = 20
 LABEL = "__label"
 OBJECTIVES = {"binary": ("binary:logistic", ["auc", "logloss"]),

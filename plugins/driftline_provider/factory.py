@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Param
+from driftline.hyperparameters import HYPERPARAMETER_SCHEMA
 from driftline.packs import Pack, PackError
 from driftline.settings import Settings, load_settings
 from driftline.workspace import open_workspaces
@@ -30,18 +31,6 @@ from driftline_provider.sensors.landing import LandingFileSensor
 
 START = datetime(2000, 1, 1)
 DATE = {"type": ["null", "string"], "format": "date"}
-# The same names as ``driftline.training.HYPERPARAMETERS`` (a test holds them equal; that
-# module imports pandas, which parsing a DAG file must not).
-HYPERPARAMETER_SCHEMA = {
-    "num_boost_round": {"type": "integer", "minimum": 1, "maximum": 5000},
-    "max_depth": {"type": "integer", "minimum": 1, "maximum": 16},
-    "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-    "subsample": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-    "colsample_bytree": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-    "min_child_weight": {"type": "number", "minimum": 0},
-    "nthread": {"type": "integer", "minimum": 0, "maximum": 256},
-    "device": {"type": "string", "enum": ["cpu", "cuda"]},
-}
 SCHEDULES = {"daily": "@daily", "monthly": "@monthly"}
 
 

@@ -41,7 +41,6 @@ def test_the_provider_info_is_valid_against_airflows_schema():
 
 def test_the_connection_form_is_declared_and_loaded_without_deprecation():
     from airflow.providers_manager import ProvidersManager
-
     from driftline_provider.hooks.driftline import DriftlineHook
 
     assert "get_ui_field_behaviour" not in DriftlineHook.__dict__
