@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from filelock import FileLock
+from filelock import BaseFileLock, FileLock
 
 from driftline.packs import Pack
 
@@ -81,7 +81,7 @@ class DataRepo:
         self.url = str(root) if is_git_url(root) else None
         self.root = Path(root).absolute() if self.url is None else None
         self.remote_url = remote_url
-        self.lock = None if self.url else FileLock(
+        self.lock = None if self.root is None else FileLock(
             str(lock_path or self.root.with_name(self.root.name + ".lock")), timeout=900)
 
     @classmethod
@@ -94,10 +94,17 @@ class DataRepo:
         return cls(ws.pack, root or ws.data_repo, ws.dvc_remote)
 
     def _require_checkout(self) -> Path:
-        if self.url:
+        if self.root is None:
             raise ValueError(f"data repository {self.url} is a git URL, read-only here: "
                              "partitions are written in a local checkout")
         return self.root
+
+    def _writer_lock(self) -> BaseFileLock:
+        """The lock that serialises writers of the local checkout."""
+        root = self._require_checkout()
+        if self.lock is None:  # __init__ makes one for every local checkout
+            raise ValueError(f"data repository {root} has no writer lock")
+        return self.lock
 
     # -- setup -------------------------------------------------------------------------
     def _git(self, *args: str) -> str:
@@ -107,35 +114,44 @@ class DataRepo:
 
     def ensure(self) -> None:
         """Create the repository and its remote if they do not exist yet (idempotent)."""
-        self._require_checkout()
-        with self.lock:
-            if (self.root / ".dvc").is_dir():
+        root = self._require_checkout()
+        with self._writer_lock():
+            if (root / ".dvc").is_dir():
                 return
             from dvc.repo import Repo
 
-            self.root.mkdir(parents=True, exist_ok=True)
-            if not (self.root / ".git").exists():
+            root.mkdir(parents=True, exist_ok=True)
+            if not (root / ".git").exists():
                 self._git("init", "-q", "-b", "main")
             self._git("config", "user.name", "driftline")
             self._git("config", "user.email", "driftline@localhost")
             if "://" not in self.remote_url:
                 Path(self.remote_url).mkdir(parents=True, exist_ok=True)
-            with Repo.init(str(self.root)) as repo, repo.config.edit() as conf:
+            with Repo.init(str(root)) as repo, repo.config.edit() as conf:
                 conf["remote"]["storage"] = {"url": self.remote_url}
                 conf["core"]["remote"] = "storage"
                 conf["core"]["autostage"] = True
             self._git("add", "-A")
             self._git("commit", "-q", "-m", "Initialise driftline data repository")
-            log.info("initialised data repository %s with remote %s", self.root, self.remote_url)
+            log.info("initialised data repository %s with remote %s", root, self.remote_url)
 
     # -- writing -----------------------------------------------------------------------
     def partition_path(self, start: dt.date) -> Path:
         """The partition of the data interval starting on ``start``."""
-        return self.root / PARTITION_ROOT / f"date={start.isoformat()}" / PARTITION_FILE
+        partition = f"date={start.isoformat()}"
+        return self._require_checkout() / PARTITION_ROOT / partition / PARTITION_FILE
 
     def head(self) -> str:
         """The newest data version."""
         return self._git("rev-parse", "HEAD")
+
+    def resolve(self, data_version: str) -> str | None:
+        """The full commit of a data version (a commit or its prefix); None if no such
+        commit exists."""
+        result = subprocess.run(["git", "-C", str(self._require_checkout()), "rev-parse",
+                                 "--verify", "--quiet", f"{data_version}^{{commit}}"],
+                                capture_output=True, text=True)
+        return result.stdout.strip() if result.returncode == 0 else None
 
     def write_partition(self, day: dt.date, rows: pd.DataFrame) -> PartitionVersion:
         """Store one day's rows as its partition, version it and push it to the remote.
@@ -146,14 +162,14 @@ class DataRepo:
         self.ensure()
         frame = canonical_frame(self.pack, rows)
         target = self.partition_path(day)
-        with self.lock:
+        with self._writer_lock():
             from dvc.repo import Repo
 
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             frame.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
             os.replace(tmp, target)
-            with Repo(str(self.root)) as repo:
+            with Repo(str(self._require_checkout())) as repo:
                 repo.add(str(target))
                 repo.push(targets=[str(target)])
             dvc_file = target.with_name(target.name + ".dvc")

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Param
-from driftline.hyperparameters import HYPERPARAMETER_SCHEMA
 from driftline.packs import Pack, PackError
+from driftline.planning import TRAIN_OPTIONS
 from driftline.settings import Settings, load_settings
 from driftline.workspace import open_workspaces
 
@@ -30,7 +30,6 @@ from driftline_provider.sensors.drift import DriftThresholdSensor
 from driftline_provider.sensors.landing import LandingFileSensor
 
 START = datetime(2000, 1, 1)
-DATE = {"type": ["null", "string"], "format": "date"}
 SCHEDULES = {"daily": "@daily", "monthly": "@monthly"}
 
 
@@ -59,19 +58,8 @@ def ingest_dag(pack: Pack) -> DAG:
 
 def train_dag(pack: Pack) -> DAG:
     """Train → gate → blue-green deploy; on new data, by hand with Params, or on drift."""
-    params = {
-        "window_start": Param(None, **DATE, description="First training day (default: "
-                              "window_end minus the window length)"),
-        "window_end": Param(None, **DATE, description="Last training day (default: newest)"),
-        "window_days": Param(None, type=["null", "integer"], minimum=16, maximum=3660),
-        "data_version": Param(None, type=["null", "string"], pattern="^[0-9a-f]{7,40}$",
-                              description="Data repo commit (default: newest)"),
-        "hyperparameters": Param({}, type="object", properties=HYPERPARAMETER_SCHEMA,
-                                 additionalProperties=False),
-        "reason": Param("", type="string", maxLength=500),
-        "retrain_every_days": Param(None, type=["null", "integer"], minimum=1),
-        "drift_report_id": Param(None, type=["null", "string"]),
-    }
+    params = {name: Param(spec["default"], **{k: v for k, v in spec.items() if k != "default"})
+              for name, spec in TRAIN_OPTIONS.items()}
     with DAG(f"{pack.name}_train", schedule=data_asset(pack.name), start_date=START,
              catchup=False, max_active_runs=1,
              tags=["driftline", f"pack:{pack.name}", "train", "deploy"], default_args=_defaults(),

@@ -134,8 +134,8 @@ def test_each_packs_assets_are_its_own(packs_dir, monkeypatch):
 
 def test_the_hyperparameter_schema_is_the_trainers_one_list(packs_dir, monkeypatch):
     from airflow.sdk.exceptions import ParamValidationError
+    from driftline.hyperparameters import HYPERPARAMETER_SCHEMA
     from driftline.training import HYPERPARAMETERS
-    from driftline_provider.factory import HYPERPARAMETER_SCHEMA
 
     from tests.helpers import workspace_at
 

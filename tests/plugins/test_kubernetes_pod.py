@@ -13,13 +13,13 @@ from unittest import mock
 import kubernetes_validate
 import pytest
 from airflow.sdk.exceptions import AirflowException
+from driftline.planning import training_command
 from driftline.settings import KubernetesSettings
 from driftline_provider.operators.kubernetes import (
     KubernetesTrainOperator,
     TrainingResultCallback,
     parse_training_result,
 )
-from driftline_provider.operators.training import training_command
 from kubernetes.client import ApiClient
 from kubernetes.client import models as k8s
 

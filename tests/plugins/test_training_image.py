@@ -17,9 +17,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from driftline.planning import training_command
 from driftline.settings import KubernetesServingSettings, KubernetesSettings
 from driftline_provider.operators.kubernetes import pod_options
-from driftline_provider.operators.training import training_command
 
 ROOT = Path(__file__).resolve().parents[2]
 INCLUDE = ROOT / "include"

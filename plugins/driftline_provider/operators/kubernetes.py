@@ -1,7 +1,7 @@
 """Training in a Kubernetes pod: the cncf-kubernetes KubernetesPodOperator, configured.
 
 The pod runs the same entrypoint with the same arguments as the local path
-(``python`` + :func:`driftline_provider.operators.training.training_command`). Designed
+(``python`` + :func:`driftline.planning.training_command`). Designed
 around known traps:
 
 - GPUs are requested as a *limit* (``nvidia.com/gpu``); Kubernetes ignores GPU requests alone.
@@ -22,10 +22,9 @@ from airflow.providers.cncf.kubernetes.callbacks import KubernetesPodOperatorCal
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.common.compat.sdk import XCOM_RETURN_KEY
 from airflow.sdk.exceptions import AirflowException
+from driftline.planning import training_command
 from driftline.settings import KubernetesSettings, load_settings
 from kubernetes.client import models as k8s
-
-from driftline_provider.operators.training import training_command
 
 LOG_TAIL_LINES = 200
 

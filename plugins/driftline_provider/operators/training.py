@@ -22,90 +22,41 @@ from driftline_provider.assets import data_asset
 from driftline_provider.operators.base import DriftlineBaseOperator
 
 
-def training_command(plan: dict) -> list[str]:
-    """The entrypoint's arguments for a plan (shared by the local and Kubernetes paths)."""
-    return ["-m", "driftline.training", "--pack", plan["pack"],
-            "--data-version", plan["data_version"],
-            "--start", plan["start"], "--end", plan["end"],
-            "--params", json.dumps(plan.get("params") or {}), "--reason", plan.get("reason", "")]
-
-
-def _last_day(pack, start: dt.date) -> dt.date:
-    """The last day of the pack's data interval that starts on ``start``."""
-    return pack.interval_end(start) - dt.timedelta(days=1)
-
-
 class PlanTrainingOperator(DriftlineBaseOperator):
-    """Decide what this run trains on, or skip it when retraining is not due.
+    """Decide what this run trains on (:func:`driftline.planning.plan_training`), or skip it
+    when retraining is not due.
 
     Priority: explicit Params/conf (manual trigger or drift sensor) → the newest ingest Asset
     event → the data repository's head. Asset-triggered runs train when no champion is live
     yet (bootstrap) or when ``retrain_every_days`` have passed since the champion's window
-    end; manual and drift-triggered runs always train.
+    end; manual and drift-triggered runs always train. A conf the planner refuses (unknown
+    key, unknown data version, window outside the data) fails the task without retries.
     """
 
     def execute(self, context) -> dict:
+        from driftline.planning import NotDue, PlanError, plan_training
         from driftline.versioning import DataRepo
 
-        params = dict(context["params"])
-        conf = dict(context["dag_run"].conf or {})
-        options = {**params, **{k: v for k, v in conf.items() if v is not None}}
-        events = list(context["triggering_asset_events"].get(data_asset(self.pack), []))
+        events = context["triggering_asset_events"].get(data_asset(self.pack), [])
         ws = self.workspace
-        repo = DataRepo.of(ws)
-
-        newest = max(events, key=lambda e: e.extra.get("day", "")) if events else None
-        data_version = (options.get("data_version")
-                        or (newest.extra.get("data_version") if newest else None)
-                        or repo.head())
-        available = repo.list_days(data_version)
-        if not available:
-            raise AirflowFailException(f"data version {data_version[:12]} has no partitions")
-        newest_day = _last_day(ws.pack, available[-1])
-        end = options.get("window_end")
-        end = (dt.date.fromisoformat(end) if end else
-               _last_day(ws.pack, dt.date.fromisoformat(newest.extra["day"])) if newest
-               else newest_day)
-        if end > newest_day:  # e.g. a drift report's month is still being ingested
-            self.log.info("window end %s is past the newest partition's last day; using %s",
-                          end, newest_day)
-            end = newest_day
-        window_days = int(options.get("window_days") or ws.training.window_days)
-        start = (dt.date.fromisoformat(options["window_start"]) if options.get("window_start")
-                 else end - dt.timedelta(days=window_days - 1))
-        if start > end:
-            raise AirflowFailException(f"window_start {start} is after window_end {end}")
-
-        trigger = "asset" if events and not conf else ("drift" if conf.get("drift_report_id")
-                                                      else "manual")
-        if trigger == "asset":
-            self._skip_unless_due(ws, end, options.get("retrain_every_days"))
-        reason = options.get("reason") or {
-            "asset": f"new data: {len(events)} partition event(s) up to {end}",
-            "drift": f"drift report {conf.get('drift_report_id')}",
-            "manual": "manual trigger",
-        }[trigger]
-        plan = {"pack": ws.name, "data_version": data_version, "start": start.isoformat(),
-                "end": end.isoformat(), "params": options.get("hyperparameters") or {},
-                "reason": reason, "trigger": trigger}
+        try:
+            plan = plan_training(ws, DataRepo.of(ws), dict(context["params"]),
+                                 dict(context["dag_run"].conf or {}),
+                                 [dict(e.extra) for e in events], log=self.log)
+        except PlanError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        except NotDue as exc:
+            raise AirflowSkipException(str(exc)) from exc
         self.log.info("training plan: %s", json.dumps(plan))
         return plan
 
     def _skip_unless_due(self, ws, end: dt.date, every_days) -> None:
-        from driftline.registry import Registry
+        from driftline.planning import NotDue, due_or_raise
 
-        champion = Registry(ws.registry_dir, ws.model_name).champion()
-        if champion is None:
-            return
-        if every_days is None:
-            raise AirflowSkipException(
-                f"champion {champion.version} is live and scheduled retraining is off "
-                "(set the retrain_every_days param); drift or a manual trigger retrains")
-        trained_until = dt.date.fromisoformat(champion.metadata["window"]["end"])
-        if (end - trained_until).days < int(every_days):
-            raise AirflowSkipException(
-                f"champion {champion.version} was trained up to {trained_until}; next "
-                f"scheduled retraining after {trained_until + dt.timedelta(days=every_days)}")
+        try:
+            due_or_raise(ws, end, every_days)
+        except NotDue as exc:
+            raise AirflowSkipException(str(exc)) from exc
 
 
 class TrainModelOperator(DriftlineBaseOperator):
@@ -123,6 +74,8 @@ class TrainModelOperator(DriftlineBaseOperator):
 
     def execute(self, context) -> dict:
         ws = self.workspace
+        from driftline.planning import training_command
+
         command = [sys.executable, *training_command(self.plan)]
         env = {**_base_env(), "DRIFTLINE_HOME": str(ws.home),
                "DRIFTLINE_PACKS": str(ws.settings.packs_dir), **self.hook.remote_env()}
@@ -149,7 +102,12 @@ def _base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
 
 
-TRAINING_BACKENDS = ("local", "kubernetes")
+# Where the training entrypoint runs, by name ($DRIFTLINE_TRAINING_BACKEND): a class path,
+# imported only when chosen (the Kubernetes one imports the cncf-kubernetes provider).
+TRAINING_BACKENDS = {
+    "local": "driftline_provider.operators.training.TrainModelOperator",
+    "kubernetes": "driftline_provider.operators.kubernetes.KubernetesTrainOperator",
+}
 
 
 def training_operator(*, task_id: str, pack: str, plan: Any,
@@ -160,12 +118,11 @@ def training_operator(*, task_id: str, pack: str, plan: Any,
     worker) or ``kubernetes`` (a pod, see :mod:`driftline_provider.operators.kubernetes`).
     Both run the same entrypoint with the same arguments; the DAG does not change.
     """
+    from airflow.sdk.module_loading import import_string
+
     backend = os.environ.get("DRIFTLINE_TRAINING_BACKEND", "local")
     if backend not in TRAINING_BACKENDS:
         raise ValueError(f"DRIFTLINE_TRAINING_BACKEND={backend!r}; expected one of "
-                         f"{TRAINING_BACKENDS}")
-    if backend == "kubernetes":
-        from driftline_provider.operators.kubernetes import KubernetesTrainOperator
-
-        return KubernetesTrainOperator(task_id=task_id, pack=pack, plan=plan, **kwargs)
-    return TrainModelOperator(task_id=task_id, pack=pack, plan=plan, **kwargs)
+                         f"{list(TRAINING_BACKENDS)}")
+    operator = import_string(TRAINING_BACKENDS[backend])
+    return operator(task_id=task_id, pack=pack, plan=plan, **kwargs)
