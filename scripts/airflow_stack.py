@@ -18,12 +18,18 @@ from pathlib import Path
 
 import httpx
 
+# Every component on loopback. The scheduler's and triggerer's log servers would listen on
+# all interfaces (Airflow hard-codes the host) and are not needed: with LocalExecutor the
+# api-server reads task logs from the shared log folder.
 COMPONENTS = {
-    "scheduler": ["scheduler"],
+    "scheduler": ["scheduler", "--skip-serve-logs"],
     "dag-processor": ["dag-processor"],
-    "triggerer": ["triggerer"],
+    "triggerer": ["triggerer", "--skip-serve-logs"],
     "api-server": ["api-server", "--host", "127.0.0.1"],
 }
+PRIVATE = 0o077
+"""umask of the Airflow processes: the metadata database, logs and everything their tasks
+create (slot sockets, reports) are readable by this user only."""
 TERMINAL = {"success", "failed"}
 
 
@@ -46,18 +52,41 @@ def airflow_env(root: Path, airflow_home: Path, driftline_home: Path, port: int 
         "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
     })
     env["AIRFLOW__API_AUTH__JWT_SECRET"] = _shared_secret(airflow_home / "jwt_secret")
+    env["AIRFLOW__CORE__FERNET_KEY"] = _shared_secret(airflow_home / "fernet_key", _fernet_key)
     env.update(extra or {})
     return env
 
 
-def _shared_secret(path: Path) -> str:
-    """One JWT secret for all components (each would otherwise make its own, and task
-    processes would be refused by the execution API with 'Invalid auth token')."""
+def _fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+def _shared_secret(path: Path, make=lambda: secrets.token_urlsafe(32)) -> str:
+    """A secret every component shares, made once and kept readable by this user only: the
+    JWT secret (each component would otherwise make its own, and task processes would be
+    refused by the execution API with 'Invalid auth token') and the Fernet key that encrypts
+    connection passwords in the metadata database."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+        _private_dir(path.parent)
+        _write_private(path, make())
     return path.read_text().strip()
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` created with mode 0600 (never readable by others, not even
+    for a moment)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
 
 
 class AirflowStack:
@@ -77,14 +106,17 @@ class AirflowStack:
 
     def _airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env,
-                              check=check, capture_output=True, text=True)
+                              check=check, capture_output=True, text=True, umask=PRIVATE)
 
     def init(self) -> None:
         """Create the metadata database (SQLite) and the admin login."""
+        _private_dir(self.home)
         for sub in ("plugins", "pids", "logs"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
-        (self.home / "passwords.json").write_text(json.dumps({self.user: self.password}))
+        _write_private(self.home / "passwords.json", json.dumps({self.user: self.password}))
         self._airflow("db", "migrate")
+        for db in self.home.glob("airflow.db*"):
+            db.chmod(0o600)
 
     def running(self) -> dict[str, int]:
         alive = {}
@@ -103,10 +135,13 @@ class AirflowStack:
         for name, args in COMPONENTS.items():
             if name in alive:
                 continue
-            log = open(self.log_dir / f"{name}.log", "a")  # noqa: SIM115 (owned by the child)
+            fd = os.open(self.log_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                         0o600)
+            log = os.fdopen(fd, "a")  # owned by the child
             proc = subprocess.Popen([sys.executable, "-m", "airflow", *args], env=self.env,
                                     stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+                                    start_new_session=True, umask=PRIVATE)
+            log.close()  # the child has its own copy
             (self.pid_dir / f"{name}.pid").write_text(str(proc.pid))
 
     def stop(self) -> None:
