@@ -60,5 +60,4 @@ def get_provider_info() -> dict:
         "triggers": [{"integration-name": "driftline",
                       "python-modules": ["driftline_provider.triggers.drift"]}],
         "connection-types": [CONNECTION_TYPE],
-        "plugins": [{"name": "driftline", "plugin-class": "driftline_provider.ui.DriftlinePlugin"}],
     }

@@ -101,3 +101,11 @@ def test_every_airflow_this_project_starts_uses_a_plugins_folder_outside_plugins
     assert "export AIRFLOW__CORE__PLUGINS_FOLDER := $(AIRFLOW_HOME)/plugins" in makefile
     assert "AIRFLOW__CORE__PLUGINS_FOLDER=/opt/airflow/plugins" in (
         ROOT / "Dockerfile.airflow").read_text()
+
+
+def test_eager_provider_discovery_registers_the_page_once(airflow_db):
+    """The page is registered by the entry point only (the provider info names no plugin),
+    so Airflow does not try to load it twice when providers are discovered eagerly."""
+    result = probe({**os.environ, "AIRFLOW__CORE__LAZY_DISCOVER_PROVIDERS": "False"})
+    assert result["errors"] == {}
+    assert [p["name"] for p in result["plugins"]] == ["driftline"]
