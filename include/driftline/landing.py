@@ -41,7 +41,8 @@ def read_landing_file(pack: Pack, path: Path) -> pd.DataFrame:
                            compression="gzip" if landing.format == "csv.gz" else None)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError,
             ValueError) as exc:
-        raise ValueError(f"{path.name}: not a readable {landing.format} file: {exc}") from exc
+        detail = str(exc).replace(str(path.resolve()), path.name).replace(str(path), path.name)
+        raise ValueError(f"{path.name}: not a readable {landing.format} file: {detail}") from exc
 
 
 def write_landing_file(pack: Pack, rows: pd.DataFrame, target: Path) -> None:
