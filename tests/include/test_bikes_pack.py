@@ -108,9 +108,16 @@ def test_regression_gate_compares_rmse_and_mae_on_the_same_holdout(models, tmp_p
     names = [c.name for c in verdict.checks]
     assert names == ["candidate R2 on holdout", "RMSE increase vs champion",
                      "MAE increase vs champion", "training-data drift share"]
+    # each model's RMSE on the candidate's holdout, computed here: sklearn on its predictions
+    from driftline.features import FeatureSchema
+    from driftline.training import predict
+
+    holdout = candidate.holdout()
+    ours, theirs = (float(np.sqrt(mean_squared_error(holdout["cnt"], predict(
+        ws.pack, v.load_booster(), holdout, FeatureSchema.from_dict(
+            v.metadata["feature_schema"]))))) for v in (candidate, champion))
     rmse = next(c for c in verdict.checks if c.name == "RMSE increase vs champion")
-    assert rmse.value == pytest.approx(verdict.metrics["candidate"]["rmse"]
-                                       - verdict.metrics["champion"]["rmse"])
+    assert rmse.value == pytest.approx(ours - theirs, abs=1e-6)
     assert verdict.metrics["candidate"]["rmse"] == pytest.approx(v2["metrics"]["rmse"],
                                                                  rel=1e-6)
     assert verdict.passed, verdict.table()  # measured: the autumn model is better on autumn
@@ -118,9 +125,13 @@ def test_regression_gate_compares_rmse_and_mae_on_the_same_holdout(models, tmp_p
 
     from dataclasses import replace
 
-    strict = replace(ws.gate, max_worsening={"rmse": rmse.value - 0.01, "mae": 5.0})
+    # the pack's limits with the RMSE one alone tightened just past the measured increase
+    assert ws.gate.max_worsening == {"rmse": 5.0, "mae": 5.0}
+    strict = replace(ws.gate, max_worsening={**ws.gate.max_worsening,
+                                             "rmse": ours - theirs - 0.01})
     refused = run_gate(ws.pack, candidate, champion, strict, tmp_path / "strict")
     assert [c.name for c in refused.failures] == ["RMSE increase vs champion"]
+    assert refused.failures[0].margin == pytest.approx(-0.01, abs=1e-4)
 
 
 def test_drift_report_of_september_against_the_winter_spring_reference(models):

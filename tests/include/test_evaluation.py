@@ -140,8 +140,10 @@ def test_each_limit_alone_refuses_a_candidate_just_past_it(gate_home, tmp_path, 
 
 def test_a_candidate_from_another_season_fails_on_log_loss_and_drift(gate_home, tmp_path):
     """Trained on July: ranks July better than the January champion but is less calibrated
-    (fails the pack's log-loss limit alone); its training data drifted (temperature, dew
-    point), which only the drift limit tightened below the measured share refuses."""
+    (fails the pack's log-loss limit alone). Its training data drifted: at least temperature
+    and dew point (July against January), so a share of 2 in 16 features or more. With the
+    log-loss limit just above its independently measured increase it passes every check;
+    then the drift limit alone, tightened below 2/16, refuses it."""
     ws, versions = _versions(gate_home)
     champion, july = versions["v0001"], versions["v0004"]
     holdout = july.holdout()
@@ -155,11 +157,15 @@ def test_a_candidate_from_another_season_fails_on_log_loss_and_drift(gate_home, 
     assert {"temp", "dewp"} <= set(drift["drifted"])
     assert drift["share"] == len(drift["drifted"]) / len(ws.pack.features)
 
-    strict = _gate(ws, july, champion, tmp_path / "strict",
-                   max_train_drift_share=drift["share"] - 0.01)
-    assert [c.name for c in strict.failures] == ["log loss increase vs champion",
-                                                 "training-data drift share"]
-    assert "temp" in strict.failures[1].detail
+    assert len(ws.pack.features) == 16
+    calibrated = {**ws.gate.max_worsening, "logloss": ours["logloss"] - theirs["logloss"] + 0.001}
+    passing = _gate(ws, july, champion, tmp_path / "passing", max_worsening=calibrated)
+    assert passing.passed, passing.table()
+    strict = _gate(ws, july, champion, tmp_path / "strict", max_worsening=calibrated,
+                   max_train_drift_share=1.5 / 16)
+    (failure,) = strict.failures
+    assert failure.name == "training-data drift share" and failure.value >= 2 / 16
+    assert "temp" in failure.detail and "dewp" in failure.detail
 
 
 def test_a_champion_under_another_label_definition_is_not_compared(gate_home, tmp_path,

@@ -50,12 +50,14 @@ def test_unseen_category_encodes_as_missing_not_an_error(flights_pack, flights):
     features = build_features(flights_pack, flights.head(300))
     schema = FeatureSchema.fit(flights_pack, features)
     assert schema.categories["origin"] == ["EWR", "JFK", "LGA"]
+    vocabulary = sorted(set(flights.head(300)["dest"]))  # the raw rows' airports, sorted
+    assert schema.categories["dest"] == vocabulary
     novel = features.head(2).copy()
     novel.loc[novel.index[0], "dest"] = "ZZZ"
     matrix = encode(novel, schema)
     dest = schema.features.index("dest")
     assert np.isnan(matrix[0, dest])
-    assert matrix[1, dest] == schema.categories["dest"].index(novel["dest"].iloc[1])
+    assert matrix[1, dest] == vocabulary.index(flights["dest"].iloc[1])
     assert FeatureSchema.from_dict(schema.to_dict()) == schema
 
 

@@ -22,8 +22,10 @@ def test_replay_drops_one_file_per_day_with_the_days_flights(tmp_path, flights):
         drop=True), check_dtype=False)
     assert set(day["origin"]) == {"EWR", "JFK", "LGA"}
     assert day["temp"].notna().mean() > 0.9  # weather joined on origin + hour
-    # Days are cut in New York time: late evening flights are already the next day in UTC.
-    assert day["time_hour"].str.startswith("2013-02-03T").sum() > 0
+    # Days are cut in New York time (EST, UTC-5): flights scheduled from 19:00 local are
+    # already the next day in UTC; counted from the source's local hour column.
+    late_evening = int((expected["hour"] >= 19).sum())
+    assert day["time_hour"].str.startswith("2013-02-03T").sum() == late_evening == 75
 
 
 def test_replay_keeps_existing_files_unless_overwrite(tmp_path):

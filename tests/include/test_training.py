@@ -19,6 +19,7 @@ from driftline.training import (
 from driftline.versioning import DataRepo
 from sklearn.metrics import roc_auc_score
 
+from tests.gpu import CUDA_DEVICES, cuda_available
 from tests.helpers import DATA_END, DATA_START, workspace_at
 
 
@@ -94,8 +95,22 @@ def test_unknown_hyperparameter_is_refused_by_name():
         resolve_params(TrainingSettings(), {"max_dept": 3})
 
 
+@pytest.mark.skipif(cuda_available(), reason="a CUDA device is here: XGBoost trains on it")
 def test_asking_for_a_gpu_without_one_fails_instead_of_silently_using_the_cpu(home_copy):
     ws = workspace_at(home_copy)
     with pytest.raises(GpuUnavailableError, match="trained on 'cpu'"):
         train(ws, DataRepo.of(ws).head(), DATA_START, DATA_END, params={"device": "cuda"})
     assert [v.version for v in Registry(ws.registry_dir, "flights").versions()] == ["v0001"]
+
+
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA device")
+def test_asking_for_a_gpu_trains_on_it_and_ranks_like_the_cpu_model(home_copy):
+    """No row or column sampling (its random streams differ between devices): the CUDA model
+    ranks the holdout like the CPU model to 1e-3."""
+    ws = workspace_at(home_copy)
+    head = DataRepo.of(ws).head()
+    same = {"subsample": 1.0, "colsample_bytree": 1.0}
+    gpu = train(ws, head, DATA_START, DATA_END, params={**same, "device": "cuda"})
+    cpu = train(ws, head, DATA_START, DATA_END, params={**same, "device": "cpu"})
+    assert gpu["device"] in CUDA_DEVICES and cpu["device"] == "cpu"
+    assert gpu["metrics"]["auc"] == pytest.approx(cpu["metrics"]["auc"], abs=1e-3)

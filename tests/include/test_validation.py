@@ -2,6 +2,7 @@ import dataclasses
 import datetime as dt
 import json
 import shutil
+import tomllib
 
 import numpy as np
 import pytest
@@ -32,10 +33,19 @@ def test_a_real_day_passes_every_check(flights_pack, day):
     result = validate_landing_frame(flights_pack, day, "flights_2013-03-05.csv", start=DAY)
     assert result.passed, [c.describe() for c in result.failures]
     assert result.rows == len(day) == 965
-    assert len(result.checks) > 30
-    names = [c.name for c in result.checks]
-    assert {"row count", "share of rows outside the data interval",
-            "share of rows whose time does not parse"} <= set(names)
+    # The checks the spec asks for, read from pack.toml here: per required column a null
+    # share (not nullable, or a max_null_share) and an out-of-range share (a range).
+    columns = tomllib.loads((PACKS / "flights" / "pack.toml").read_text())["columns"]
+    required = {n: c for n, c in columns.items() if c.get("required", True)}
+    expected = [("row count", None), ("share of rows outside the data interval", None),
+                ("share of rows whose time does not parse", None)]
+    expected += [("null share", n) for n, c in required.items()
+                 if c.get("nullable") is False or "max_null_share" in c]
+    expected += [(f"out-of-range share [{float(c['range'][0])}, {float(c['range'][1])}]", n)
+                 for n, c in required.items() if "range" in c]
+    assert sorted((c.name, c.column or "") for c in result.checks) == sorted(
+        (name, column or "") for name, column in expected)
+    assert len(expected) == 37
 
 
 def test_missing_column_fails_naming_it(flights_pack, day):
