@@ -52,6 +52,7 @@ test-fast: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(PY) -m mypy --config-file include/pyproject.toml
 
 bench: install
 	$(PY) bench/bench_loop.py

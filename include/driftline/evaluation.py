@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -70,7 +71,7 @@ class GateVerdict:
         if self.passed:
             return f"{self.candidate} passed all {len(self.checks)} checks"
         return "; ".join(f"{c.name} = {c.value:.4f}, limit {c.op} {c.threshold} "
-                         f"(off by {abs(c.margin):.4f})" if c.value is not None
+                         f"(off by {abs(c.margin):.4f})" if c.margin is not None
                          else f"{c.name}: {c.detail}" for c in self.failures)
 
     def table(self) -> str:
@@ -167,7 +168,7 @@ def feature_drift(pack: Pack, current: pd.DataFrame, reference: pd.DataFrame,
 
 def summarize_drift(report: dict) -> dict:
     """Drifted-column count/share and per-column scores from an Evidently drift report."""
-    summary = {"share": None, "count": None, "columns": {}, "drifted": []}
+    summary: dict[str, Any] = {"share": None, "count": None, "columns": {}, "drifted": []}
     for metric in report["metrics"]:
         name = metric["metric_name"]
         if name.startswith("DriftedColumnsCount"):
@@ -243,7 +244,7 @@ def run_gate(pack: Pack, candidate: ModelVersion, champion: ModelVersion | None,
                if limits.allow_label_change else
                "its metrics are not comparable (set [gate] allow_label_change = true to "
                "promote on the floors alone)")))
-    if not comparable:
+    if champion is None or not comparable:
         cand_snapshot.save_html(str(report_dir / "quality.html"))
     else:
         champ_scored = _scored(pack, champion, holdout)

@@ -107,7 +107,7 @@ class FeatureSchema:
         return cls(features=list(data["features"]), categories=dict(data["categories"]))
 
 
-def encode(features: Mapping[str, Any], schema: FeatureSchema) -> np.ndarray:
+def encode(features: pd.DataFrame | Mapping[str, Any], schema: FeatureSchema) -> np.ndarray:
     """Turn features (a frame, or :func:`derive_features`' arrays) into the float32 matrix
     the model takes.
 

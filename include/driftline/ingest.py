@@ -54,7 +54,8 @@ def ingest_interval(ws: Workspace, start: dt.date) -> PartitionVersion:
         frame = read_landing_file(pack, source)
     except ValueError as exc:  # unreadable file: quarantine with the parser's message
         result = ValidationResult(source.name, 0, [Check("readable file", None, str(exc),
-                                                         pack.spec.landing.format, False)])
+                                                         str(pack.spec.landing.format),
+                                                         False)])
         quarantine(ws, source, result)
         raise DataValidationError(result) from exc
     result = validate_landing_frame(pack, frame, source.name, ws.validation, start=start)

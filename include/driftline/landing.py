@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ def read_landing_file(pack: Pack, path: Path) -> pd.DataFrame:
     try:
         if landing.format == "parquet":
             return pd.read_parquet(path)
-        text = {c: str for c in pack.text_columns}
+        text: Mapping[Hashable, type[str]] = {c: str for c in pack.text_columns}
         return pd.read_csv(path, dtype=text, sep=landing.delimiter,
                            compression="gzip" if landing.format == "csv.gz" else None)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError,

@@ -22,6 +22,7 @@ import os
 import tomllib
 from dataclasses import field
 from pathlib import Path
+from typing import dataclass_transform
 
 import pydantic
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
@@ -29,6 +30,7 @@ from pydantic.dataclasses import dataclass as _pydantic_dataclass
 STRICT = pydantic.ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
 def dataclass(cls=None, /, **kwargs):
     """A frozen dataclass whose fields are type-checked and unknown fields refused."""
     def wrap(c):

@@ -80,7 +80,7 @@ def _schema_checks(pack: Pack, df: pd.DataFrame) -> list[Check]:
             continue
         series = df[column]
         if spec.type in NUMERIC_TYPES:
-            ok = pd.api.types.is_numeric_dtype(series) or series.isna().all()
+            ok = bool(pd.api.types.is_numeric_dtype(series) or series.isna().all())
             expected = "numeric"
         else:
             ok = pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)

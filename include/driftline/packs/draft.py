@@ -46,7 +46,7 @@ def _is_time(series: pd.Series) -> bool:
     text = series.dropna().astype(str).head(200)
     if text.empty or not text.str.match(r"^\d{4}-\d{2}-\d{2}").all():
         return False
-    return pd.to_datetime(text, format="ISO8601", errors="coerce").notna().all()
+    return bool(pd.to_datetime(text, format="ISO8601", errors="coerce").notna().all())
 
 
 def _column_type(series: pd.Series) -> str:

@@ -85,6 +85,8 @@ def _label_rule(rule: str) -> Callable[[pd.Series], pd.Series]:
     import pandas as pd  # not at import: DAG files load packs at parse time
 
     match = LABEL_RULE.match(rule)
+    if match is None:  # the spec refuses such a rule: this is a caller's mistake
+        raise ValueError(f"label rule {rule!r} is not 'value' or '<op> <number or quoted text>'")
     if match["value"]:
         return lambda s: pd.to_numeric(s, errors="coerce").astype("float64")
     op = match["op"]
@@ -133,7 +135,11 @@ class Pack:
 
     @property
     def hooks_path(self) -> Path | None:
-        return Path(self.hooks.__file__) if self.hooks else None
+        if self.hooks is None:
+            return None
+        if self.hooks.__file__ is None:
+            raise PackError(self.name, self.directory, [("hooks", "the module has no file")])
+        return Path(self.hooks.__file__)
 
     @property
     def task(self) -> str:
@@ -200,10 +206,13 @@ class Pack:
         """The derive hook's features from input arrays (empty without a hook)."""
         if not self.derived_features:
             return {}
+        if self.spec.features.derive is None:  # load_pack refuses such a spec
+            raise PackError(self.name, self.spec_path, [(
+                "features", f"{self.derived_features} need a derive hook")])
         derived = getattr(self.hooks, self.spec.features.derive)(columns)
         missing = [f for f in self.derived_features if f not in derived]
         if missing:
-            raise PackError(self.name, self.hooks_path, [(
+            raise PackError(self.name, self.hooks_path or self.spec_path, [(
                 "features.derive", f"{self.spec.features.derive}() returned no {missing}")])
         return derived
 
@@ -215,6 +224,9 @@ class Pack:
         if spec.hook:
             values = getattr(self.hooks, spec.hook)(frame)
             return pd.Series(np.asarray(values, dtype="float64"), index=frame.index)
+        if spec.rule is None or spec.column is None:  # the spec refuses such a label
+            raise PackError(self.name, self.spec_path, [(
+                "label", "needs a hook, or a rule and its column")])
         return _label_rule(spec.rule)(frame[spec.column])
 
     @property
@@ -278,6 +290,8 @@ class Pack:
 def _import_hooks(name: str, path: Path) -> ModuleType:
     module_name = f"driftline_pack_{name}_hooks"
     spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise PackError(name, path, [("hooks", f"{path.name} is not a Python module (a .py file)")])
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # dataclasses and pickling-free tools look it up
     try:
@@ -289,7 +303,7 @@ def _import_hooks(name: str, path: Path) -> ModuleType:
     return module
 
 
-def _check_hooks(pack: Pack, hooks_file: Path | None) -> list[tuple[str, str]]:
+def _check_hooks(pack: Pack, hooks_file: Path) -> list[tuple[str, str]]:
     spec = pack.spec
     wanted = [("features.derive", spec.features.derive), ("label.hook", spec.label.hook),
               ("source.loader", spec.source.loader if spec.source else None)]
@@ -332,7 +346,8 @@ def load_pack(directory: Path | str, overrides: dict | None = None) -> Pack:
         raw = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PackError(name, path, [("", f"not valid TOML: {exc}")]) from exc
-    name = raw.get("name") if isinstance(raw.get("name"), str) else name
+    given = raw.get("name")
+    name = given if isinstance(given, str) else name
     try:
         spec = PackSpec.model_validate(raw)
     except pydantic.ValidationError as exc:

@@ -9,13 +9,13 @@ import sys
 import typing
 
 from pydantic import BaseModel
+from pydantic.dataclasses import is_pydantic_dataclass
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
 from driftline.packs import spec
 from driftline.settings import PACK_SECTIONS, SECTIONS
 
-SPEC_SECTIONS = [
+SPEC_SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("", spec.PackSpec), ("landing", spec.LandingSpec), ("time", spec.TimeSpec),
     ("columns.<name>", spec.ColumnSpec), ("label", spec.LabelSpec),
     ("features", spec.FeaturesSpec), ("source", spec.SourceSpec),
@@ -43,9 +43,9 @@ def _type(annotation) -> str:
 
 def _default(field: FieldInfo | dataclasses.Field) -> str:
     if isinstance(field, FieldInfo):
-        if field.default is PydanticUndefined and field.default_factory is None:
+        if field.is_required():
             return "**required**"
-        value = field.default_factory() if field.default_factory else field.default
+        value = field.get_default(call_default_factory=True)
     elif field.default is not dataclasses.MISSING:
         value = field.default
     elif field.default_factory is not dataclasses.MISSING:
@@ -77,6 +77,8 @@ def _model_rows(prefix: str, model: type[BaseModel]) -> list[str]:
 
 def _section_rows(section: str) -> list[str]:
     cls = SECTIONS[section]
+    if not is_pydantic_dataclass(cls):
+        raise TypeError(f"settings section {section!r} is not a pydantic dataclass: {cls!r}")
     fields = cls.__pydantic_fields__
     rows = []
     for field in dataclasses.fields(cls):

@@ -282,7 +282,10 @@ def _label_errors(spec: PackSpec) -> Errors:
     source = spec.label.column
     if spec.label.rule is None or source not in spec.columns:
         return
-    is_value = LABEL_RULE.match(spec.label.rule)["value"] is not None
+    rule = LABEL_RULE.match(spec.label.rule)
+    if rule is None:  # LabelSpec refuses such a rule
+        raise ValueError(f"label rule {spec.label.rule!r} does not parse")
+    is_value = rule["value"] is not None
     if spec.task == "regression" and not is_value:
         yield "label.rule", "a regression label is the value itself: rule = 'value'"
     if spec.task == "binary" and is_value:

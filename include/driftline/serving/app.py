@@ -25,6 +25,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,8 +81,10 @@ class ModelServer:
         self.prediction_log = prediction_log
         self.identity = identity
         self._encode = msgspec.json.Encoder().encode
-        self.connections = None  # set by main(): the uvicorn server's open connections
-        self.is_live = None  # set by main(): whether the router's live link points here
+        # set by main(): the uvicorn server's open connections
+        self.connections: Callable[[], Iterable[Any]] | None = None
+        # set by main(): whether the router's live link points here
+        self.is_live: Callable[[], bool] | None = None
         self.draining = False
 
     def drain(self) -> None:

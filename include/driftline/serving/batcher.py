@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -27,17 +27,19 @@ class MicroBatcher:
     :param max_rows: the most rows put in one call (a larger single request still goes alone).
     """
 
-    def __init__(self, predict: Callable[[dict[str, list]], np.ndarray], max_rows: int = 4096):
+    def __init__(self, predict: Callable[[Mapping[str, Sequence]], np.ndarray],
+                 max_rows: int = 4096):
         self.predict = predict
         self.max_rows = max_rows
         self.calls = 0
         self.rows = 0
-        self._pending: list[tuple[dict[str, list], int, asyncio.Future]] = []
+        self._pending: list[tuple[Mapping[str, Sequence], int, asyncio.Future]] = []
         self._busy = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
 
-    async def submit(self, columns: dict[str, list], rows: int) -> np.ndarray:
-        """The probabilities for one request's ``rows`` (``columns``: one list per column)."""
+    async def submit(self, columns: Mapping[str, Sequence], rows: int) -> np.ndarray:
+        """The probabilities for one request's ``rows`` (``columns``: one sequence per
+        column)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._pending.append((columns, rows, future))

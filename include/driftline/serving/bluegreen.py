@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 import httpx
 from filelock import FileLock
@@ -109,7 +110,7 @@ class BlueGreen:
 
     # -- state -------------------------------------------------------------------------
     def _read_state(self) -> dict:
-        state = {"live": None, "slots": {}, "history": []}
+        state: dict[str, Any] = {"live": None, "slots": {}, "history": []}
         if self.state_path.exists():
             state.update(json.loads(self.state_path.read_text()))
         return state
@@ -122,7 +123,7 @@ class BlueGreen:
 
     def _slot_running(self, slot: str, pid: int | None) -> bool:
         """Whether ``pid`` is alive and is this directory's server for ``slot``."""
-        if not process_alive(pid):
+        if pid is None or not process_alive(pid):
             return False
         cmdline = process_cmdline(pid)
         return ("driftline.serving.app" in cmdline and f"--slot {slot}" in cmdline
@@ -171,7 +172,7 @@ class BlueGreen:
     def _stop_slot(self, state: dict, slot: str) -> None:
         entry = state["slots"].get(slot) or {}
         pid = entry.get("pid")
-        if self._slot_running(slot, pid):
+        if pid is not None and self._slot_running(slot, pid):
             log.info("stopping slot %s (%s, pid %d)", slot, entry.get("version"), pid)
             if not stop_process(pid):
                 raise DeployError(f"slot {slot}: server pid {pid} did not stop")
@@ -331,7 +332,7 @@ class BlueGreen:
     def _drain(self, slot: str) -> None:
         """Tell ``slot``'s server (all its processes) to drop nginx's kept connections."""
         pid = (self._read_state()["slots"].get(slot) or {}).get("pid")
-        if self._slot_running(slot, pid):
+        if pid is not None and self._slot_running(slot, pid):
             try:
                 os.killpg(pid, signal.SIGUSR1)  # started in its own session: pgid == pid
             except OSError as exc:
@@ -422,6 +423,9 @@ class BlueGreen:
         if not live or not self._slot_running(live, live_entry.get("pid")):
             raise DeployError(f"{version} in slot {target} failed its post-switch check "
                               f"({failure}) and there is no previous slot to roll back to")
+        if previous is None:  # a running slot always records its version
+            raise DeployError(f"{version} in slot {target} failed its post-switch check "
+                              f"({failure}) and the previous slot {live} records no version")
         log.error("post-switch check of %s failed: %s; rolling back to %s (%s)", version,
                   failure, live, previous)
         switched_at = time.time()

@@ -55,6 +55,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -322,7 +323,7 @@ class KubernetesBlueGreen:
 
     # -- state -------------------------------------------------------------------------
     def _read_state(self) -> dict:
-        state = {"live": None, "slots": {}, "history": [], "lock": None}
+        state: dict[str, Any] = {"live": None, "slots": {}, "history": [], "lock": None}
         cm = _or_none(self.core.read_namespaced_config_map, self.state_name, self.ns)
         if cm is None:
             self._rv = None
@@ -663,7 +664,7 @@ class KubernetesBlueGreen:
             log.info("created the live Service %s/%s selecting %s=%s", self.ns,
                      self.service, LABEL_SLOT, slot)
         started = time.monotonic()
-        last = "no answer"
+        last: str | None = "no answer"
         while time.monotonic() - started < SWITCH_VERIFY_S:
             if self._endpoints_slot(slot):
                 last = self._answers(self.service, "version", version, slot)
@@ -826,6 +827,10 @@ class KubernetesBlueGreen:
         if not live:
             raise DeployError(f"{version} in slot {target} failed its post-switch check "
                               f"({error}) and there is no previous slot to roll back to; "
+                              f"slot {target} stays live") from error
+        if live_version is None:  # a slot becomes live only with a version
+            raise DeployError(f"{version} in slot {target} failed its post-switch check "
+                              f"({error}) and the previous slot {live} records no version; "
                               f"slot {target} stays live") from error
         log.error("post-switch check of %s in slot %s failed: %s; switching back to %s (%s)",
                   version, target, error, live, live_version)

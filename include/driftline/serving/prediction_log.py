@@ -20,6 +20,7 @@ import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import msgspec
 import pandas as pd
@@ -61,7 +62,7 @@ class PredictionLogger:
         self._count_lock = threading.Lock()
         self.keep_days = keep_days
         self.max_bytes = max_bytes
-        self._files: dict[str, object] = {}
+        self._files: dict[str, BinaryIO] = {}
         self._newest: str | None = None
         self._bytes = self._disk_usage()
         self._encode = msgspec.json.Encoder().encode
@@ -155,20 +156,21 @@ class PredictionLogger:
     def _disk_usage(self) -> int:
         return sum(p.stat().st_size for p in self.root.glob("date=*/*.jsonl"))
 
-    def _file(self, date: str):
+    def _file(self, date: str) -> BinaryIO:
         fh = self._files.get(date)
         if fh is None:
             if self._newest is None or date > self._newest:
                 self._newest = date
-                self._expire()
+                self._expire(date)
             path = self.root / f"date={date}" / f"{self.slot}-{os.getpid()}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
             fh = self._files[date] = open(path, "ab")  # noqa: SIM115
         return fh
 
-    def _expire(self) -> None:
-        """Delete partitions over ``keep_days`` older than the newest date written."""
-        oldest = (dt.date.fromisoformat(self._newest)
+    def _expire(self, newest: str) -> None:
+        """Delete partitions over ``keep_days`` older than ``newest``, the newest date
+        written."""
+        oldest = (dt.date.fromisoformat(newest)
                   - dt.timedelta(days=self.keep_days - 1)).isoformat()
         for partition in self.root.glob("date=*"):
             date = partition.name.removeprefix("date=")

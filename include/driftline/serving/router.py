@@ -31,6 +31,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from driftline.serving.paths import check_slot, live_link, router_url, run_dir, slot_socket
 from driftline.serving.processes import process_alive, process_cmdline
@@ -164,9 +165,9 @@ proxy_send_timeout 60s;
                    "-c", str(conf or self.conf_path), *args]
         # stderr goes to a file: a daemonising nginx may keep a pipe open.
         with tempfile.TemporaryFile() as err:
-            result = subprocess.run(command, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=err, timeout=30,
-                                    start_new_session=True, check=False)
+            result: subprocess.CompletedProcess[Any] = subprocess.run(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                timeout=30, start_new_session=True, check=False)
             err.seek(0)
             result.stderr = err.read().decode(errors="replace").strip()
         return result

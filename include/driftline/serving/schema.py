@@ -14,8 +14,9 @@ intermediate dicts and no pydantic models on the request path.
 from __future__ import annotations
 
 import re
+import types
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -92,10 +93,10 @@ class RequestDecoder:
         self.row_type = input_row_type(pack)
         request = msgspec.defstruct(
             "PredictRequest",
-            [("rows", Annotated[list[self.row_type],
+            [("rows", Annotated[types.GenericAlias(list, (self.row_type,)),  # list[row_type]
                                 msgspec.Meta(min_length=1, max_length=max_rows)])],
             forbid_unknown_fields=True)
-        self._decoder = msgspec.json.Decoder(request)
+        self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(request)
 
     def decode(self, body: bytes) -> tuple[list, list[str]]:
         """The rows of ``body`` and each row's local event date.
@@ -131,6 +132,8 @@ class RequestDecoder:
 
     def _schema_error(self, message: str) -> RequestError:
         match = _AT.match(message)
+        if match is None:  # _AT matches any text
+            raise ValueError(f"unexpected msgspec error message: {message!r}")
         reason, path = match["reason"], match["path"] or ""
         named = _NAMED.search(reason)
         if named:
