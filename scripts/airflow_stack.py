@@ -137,7 +137,7 @@ class AirflowStack:
                 continue
             fd = os.open(self.log_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
                          0o600)
-            log = os.fdopen(fd, "a")  # owned by the child
+            log = os.fdopen(fd, "a")
             proc = subprocess.Popen([sys.executable, "-m", "airflow", *args], env=self.env,
                                     stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, umask=PRIVATE)

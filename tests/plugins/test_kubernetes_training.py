@@ -43,8 +43,7 @@ pytestmark = pytest.mark.k8s
 ROOT = Path(__file__).resolve().parents[2]
 PACKS_DAGS = ROOT / "dags" / "driftline_packs.py"
 PACKS = ROOT / "packs"
-TEST_CONFIG = ROOT / "tests" / "driftline-test.toml"  # not `from tests.helpers import`: that
-# would run tests/conftest.py a second time and point the session at a new Airflow home
+TEST_CONFIG = ROOT / "tests" / "driftline-test.toml"  # the source; this module sets its own port
 GPU_LABEL = {"nvidia.com/gpu.present": "true"}
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
