@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 from driftline.registry import Registry
 from driftline.serving.bluegreen import BlueGreen, DeployError, stop_serving
-from driftline.serving.paths import router_url, slot_client, slot_socket
+from driftline.serving.paths import router_url, slot_client, slot_log, slot_socket
 from driftline.serving.probe import PredictionProbe
 from driftline.serving.router import Router, RouterError
 from driftline.training import request_rows
@@ -146,8 +145,8 @@ def test_deploy_switch_rollback_through_the_router(bluegreen, ws, registry):
     assert {p.name.split("-")[0] for p in logs} == {"blue", "green"}
 
 
-def listening_tcp_ports(pid: int) -> set[int]:
-    """TCP ports ``pid`` listens on (from its socket inodes and /proc/net/tcp{,6})."""
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets ``pid`` holds open (from /proc/<pid>/fd)."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
@@ -156,6 +155,27 @@ def listening_tcp_ports(pid: int) -> set[int]:
             continue
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
+    return inodes
+
+
+def wait_until(condition, what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition()`` until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
+        time.sleep(0.02)
+
+
+def wait_for_answers(probes, since: float, count: int = 3) -> None:
+    """Wait until each probe has ``count`` answers to requests it sent at or after the
+    wall-clock time ``since`` (the probes stamp their requests with ``time.time()``)."""
+    wait_until(lambda: all(sum(sent >= since for sent, *_ in list(p.results)) >= count
+                           for p in probes), f"{count} answers from every probe")
+
+
+def listening_tcp_ports(pid: int) -> set[int]:
+    """TCP ports ``pid`` listens on (from its socket inodes and /proc/net/tcp{,6})."""
+    inodes = socket_inodes(pid)
     ports = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
@@ -196,10 +216,13 @@ def test_a_connection_opened_before_the_switch_is_answered_by_the_old_slot(blueg
     closing it unread, which would fail the request (nginx retries only kept connections)."""
     v1, v2 = registry.get("v0001"), registry.get("v0002")
     bluegreen.deploy(v1, "first")
+    blue = bluegreen.status()["slots"]["blue"]["pid"]
+    before = socket_inodes(blue)  # nothing talks to blue now: a new socket is ours
     early = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     early.settimeout(30)
-    early.connect(str(slot_socket(ws.serving_dir, "blue")))  # accepted, nothing sent yet
-    time.sleep(0.5)
+    early.connect(str(slot_socket(ws.serving_dir, "blue")))
+    wait_until(lambda: socket_inodes(blue) - before, "blue to accept the connection")
+    # accepted (uvicorn tracks it from its accept), nothing sent yet
     try:
         bluegreen.deploy(v2, "switch while a connection to blue is open")  # drains blue
         body = json.dumps({"rows": v1.metadata["smoke"]["rows"][:1]}).encode()
@@ -215,6 +238,9 @@ def test_a_connection_opened_before_the_switch_is_answered_by_the_old_slot(blueg
     assert b"connection: close" in head.lower()
     assert json.loads(payload)["model_version"] == "v0001"
     assert bluegreen.status()["live"] == "green"
+    drains = [line for line in slot_log(ws.serving_dir, "blue").read_text().splitlines()
+              if "draining:" in line]
+    assert drains and drains[-1].endswith("(1 not yet read from are answered first)"), drains
 
 
 def test_redeploying_the_live_version_changes_nothing(bluegreen, registry):
@@ -319,13 +345,13 @@ def test_switch_under_load_loses_no_request(bluegreen, ws, registry):
                                path="/flights/predict", pack="flights") for k in (True, False)]
     for client in clients:
         client.start()
-    time.sleep(0.5)
+    wait_for_answers(clients, since=0)
     deployed = bluegreen.deploy(v2, "under load")
     deployed_at = time.time()
-    time.sleep(0.5)
+    wait_for_answers(clients, since=deployed_at)
     rolled_back = bluegreen.rollback("under load")
     rolled_back_at = time.time()
-    time.sleep(0.5)
+    wait_for_answers(clients, since=rolled_back_at)
     for client in clients:
         client.stop.set()
         client.join(15)
@@ -347,36 +373,34 @@ def test_switch_under_load_loses_no_request(bluegreen, ws, registry):
     assert deployed["switch"]["switched_at"] < deployed_at
 
 
-def _when(condition, then, timeout: float = 30.0) -> threading.Thread:
-    """Run ``then()`` on a thread as soon as ``condition()`` holds (polled every 5 ms)."""
-
-    def run():
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                then()
-                return
-            time.sleep(0.005)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
-def _slot_pid(bluegreen, slot: str) -> int | None:
-    return bluegreen.status()["slots"][slot]["pid"]
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (gone, or a zombie whose sockets are closed)."""
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                in {"Z", "X"})
+    except OSError:
+        return True
 
 
 def test_slot_dying_after_the_switch_is_rolled_back_automatically(bluegreen, ws, registry):
+    """Failure injection: once the router is switched to green and answers with v0002,
+    green's server is killed, before the post-switch watch begins."""
     v1, v2 = registry.get("v0001"), registry.get("v0002")
     bluegreen.deploy(v1, "first")
-    switched = lambda: bluegreen.status()["history"][-1]["version"] == "v0002"  # noqa: E731
-    # killed once the switch is confirmed: during the post-switch watch
-    killer = _when(switched, lambda: os.kill(_slot_pid(bluegreen, "green"), signal.SIGKILL))
+    switch = bluegreen._switch
+
+    def switch_then_kill(slot, version):
+        result = switch(slot, version)
+        if slot == "green":
+            pid = bluegreen.status()["slots"]["green"]["pid"]
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: _gone(pid), "the killed green server to exit")
+        return result
+
+    bluegreen._switch = switch_then_kill
     with pytest.raises(DeployError, match=r"v0002 failed its post-switch check through the "
                                           r"router .* rolled back automatically to v0001"):
         bluegreen.deploy(v2, "dies right after the switch")
-    killer.join()
     status = bluegreen.status()
     assert status["live"] == "blue" and status["router"]["points_to"] == "blue"
     assert not status["slots"]["green"]["running"]
@@ -388,6 +412,8 @@ def test_slot_dying_after_the_switch_is_rolled_back_automatically(bluegreen, ws,
 
 
 def test_candidate_hanging_on_health_is_refused_while_live_serves(bluegreen, ws, registry):
+    """Failure injection: the candidate's server is frozen (SIGSTOP) as soon as it is
+    started, so it never answers ``/ready``; it is stopped all the same."""
     v1 = registry.get("v0001")
     bluegreen.deploy(v1, "first")
     probe = PredictionProbe(ws.settings.serving.router_port,
@@ -395,13 +421,21 @@ def test_candidate_hanging_on_health_is_refused_while_live_serves(bluegreen, ws,
                             keep_alive=True, interval_s=0.01, path="/flights/predict",
                             pack="flights")
     probe.start()
-    hanging = with_serving(ws, start_timeout_s=8.0)
-    freezer = _when(lambda: (_slot_pid(bluegreen, "green") or 0) > 0,
-                    lambda: os.kill(_slot_pid(bluegreen, "green"), signal.SIGSTOP))
+    hanging = BlueGreen(with_serving(ws, start_timeout_s=8.0))
+    start_slot = hanging._start_slot
+    frozen = []
+
+    def start_then_freeze(slot, version):
+        process, offset = start_slot(slot, version)
+        os.kill(process.pid, signal.SIGSTOP)
+        frozen.append(process.pid)
+        return process, offset
+
+    hanging._start_slot = start_then_freeze
     with pytest.raises(DeployError, match=r"slot green: v0002 failed to start: it was not "
                                           r"ready after 8s"):
-        BlueGreen(hanging).deploy(registry.get("v0002"), "hangs")
-    freezer.join()
+        hanging.deploy(registry.get("v0002"), "hangs")
+    assert len(frozen) == 1 and _gone(frozen[0])  # the frozen candidate was stopped
     probe.stop.set()
     probe.join(15)
     outcomes = [o for _, _, o, _ in probe.results]
@@ -493,13 +527,15 @@ def test_two_packs_behind_one_router_switch_independently(two_pack_settings):
                   for k in (True, False)]
         witness = PredictionProbe(port, json.dumps({"rows": [row]}), keep_alive=True,
                                   path="/flights/predict", pack="flights")
-        for probe in (*probes, witness):
+        every = (*probes, witness)
+        for probe in every:
             probe.start()
-        time.sleep(0.5)
+        wait_for_answers(every, since=0)
         deployed = ours.deploy(f2, "flights, retrained")
+        wait_for_answers(every, since=time.time())  # flights switched: the witness sees v0002
         rolled = ours.rollback("flights, back")
-        time.sleep(0.5)
-        for probe in (*probes, witness):
+        wait_for_answers(every, since=time.time())
+        for probe in every:
             probe.stop.set()
             probe.join(15)
 

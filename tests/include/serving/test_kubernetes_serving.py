@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 import shutil
 import socket
 import tempfile
@@ -43,7 +44,7 @@ from driftline.serving.paths import predictions_dir
 from driftline.serving.probe import free_ports
 from driftline.serving.verify import DeployError
 from driftline.settings import Settings, load_settings
-from driftline.training import predict, request_rows
+from driftline.training import SMOKE_ROWS, predict, request_rows
 from driftline.workspace import Workspace
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -147,18 +148,28 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(kube_testbed, two_pack_model_home: Path,  # noqa: F811
-            two_packs_dir: Path) -> Iterator[Cluster]:
-    """A namespace, and a DRIFTLINE_HOME whose registries the pods serve: flights v0001 and
-    v0002, flights2 v0001 and v0002 (a second registration of its v0001)."""
-    home = Path(tempfile.mkdtemp(prefix="dl-k8s-serving-", dir="/tmp"))
-    shutil.copytree(two_pack_model_home / "registry", home / "registry")
-    b = Registry(home / "registry", PACK_B)
+def k8s_registry(two_pack_model_home: Path) -> Iterator[Path]:
+    """The registries the pods serve: flights v0001 and v0002, flights2 v0001 and v0002 (a
+    second registration of its v0001). Each test serves its own copy."""
+    root = Path(tempfile.mkdtemp(prefix="dl-k8s-registry-", dir="/tmp"))
+    shutil.copytree(two_pack_model_home / "registry", root / "registry")
+    b = Registry(root / "registry", PACK_B)
     first = b.get("v0001")
     meta = {k: v for k, v in first.metadata.items()
             if k not in ("model_name", "version", "run_key", "registered_at", "artifact")}
     b.register(first.model_path, {**meta, "reason": "re-registered for a switch"},
                first.reference(), first.holdout(), run_key="k8s-serving-test-copy")
+    yield root / "registry"
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(kube_testbed, k8s_registry: Path,  # noqa: F811
+            two_packs_dir: Path) -> Iterator[Cluster]:
+    """This test's own namespace, free slot ports and DRIFTLINE_HOME, with a copy of
+    :func:`k8s_registry` that the pods serve: nothing is live yet."""
+    home = Path(tempfile.mkdtemp(prefix="dl-k8s-serving-", dir="/tmp"))
+    shutil.copytree(k8s_registry, home / "registry")
     api_client = kube_testbed.api_client()
     core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
     ns = f"serving-{uuid.uuid4().hex[:6]}"
@@ -198,15 +209,15 @@ shadow_max_disagreement = 1.0
                                               propagation_policy="Foreground")
     deadline = time.monotonic() + 30
     while core.list_namespaced_pod(ns).items and time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.2)
+    with contextlib.suppress(ApiException):
+        core.delete_namespace(ns)
     shutil.rmtree(home, ignore_errors=True)
 
 
 def test_deploy_switch_redeploy_and_rollback(cluster):
     backend = cluster.backend()
-    t0 = time.monotonic()
     first = backend.deploy(cluster.version("v0001"), "first model")
-    first_s = time.monotonic() - t0
     assert first["changed"] and first["live"] == "blue" and first["pack"] == "flights"
     assert cluster.selector() == {LABEL_NAME: SERVICE, LABEL_PACK: "flights",
                                   LABEL_SLOT: "blue"}
@@ -215,7 +226,9 @@ def test_deploy_switch_redeploy_and_rollback(cluster):
     assert first["slots"]["blue"]["ready"] and first["slots"]["blue"]["version"] == "v0001"
     assert first["slots"]["blue"]["deployment"] == "dl-flights-blue"
     assert first["service"]["name"] == "dl-flights-live"
-    assert first["switch"]["smoke_rows"] > 0
+    # every smoke row training recorded (training.SMOKE_ROWS of the holdout) was checked
+    assert len(cluster.version("v0001").metadata["smoke"]["rows"]) == SMOKE_ROWS == 20
+    assert first["switch"]["smoke_rows"] == SMOKE_ROWS
     assert first["switch"]["shadow"] is None  # nothing was live to compare with
     client_rows = cluster.version("v0001").metadata["smoke"]["rows"]
     served = cluster.serve(client_rows)  # a client's request: logged as served traffic
@@ -228,9 +241,7 @@ def test_deploy_switch_redeploy_and_rollback(cluster):
     assert {k: v for k, v in after.items() if k != state_key} == {
         k: v for k, v in before.items() if k != state_key}
 
-    t0 = time.monotonic()
     second = backend.deploy(cluster.version("v0002"), "retrained on drift")
-    second_s = time.monotonic() - t0
     assert second["changed"] and second["live"] == "green"
     assert cluster.selector()[LABEL_SLOT] == "green"
     assert cluster.live_version()["model_version"] == "v0002"
@@ -256,7 +267,6 @@ def test_deploy_switch_redeploy_and_rollback(cluster):
     assert (last["from_slot"], last["to_slot"], last["previous_version"]) == (
         "green", "blue", "v0002")
     assert backend.status()["history"] == state["history"]
-    print(f"\ndeploy v0001 (first) {first_s:.1f}s, deploy v0002 {second_s:.1f}s")
 
 
 def test_checksum_mismatch_is_refused_before_anything_changes(cluster, tmp_path):
@@ -284,20 +294,19 @@ def _broken_version(cluster) -> ModelVersion:
     but the pods' server cannot load the model and exits."""
     registry = cluster.registry()
     path = registry.versions_dir / "v0009"
-    if not path.exists():
-        shutil.copytree(registry.versions_dir / "v0002", path)
-        model = registry.get("v0009").model_path
-        model.write_bytes(b"this is not an xgboost model")
-        meta = json.loads((path / "metadata.json").read_text())
-        meta["artifact"]["sha256"] = sha256_file(model)
-        (path / "metadata.json").write_text(json.dumps(meta))
+    shutil.copytree(registry.versions_dir / "v0002", path)
+    model = registry.get("v0009").model_path
+    model.write_bytes(b"this is not an xgboost model")
+    meta = json.loads((path / "metadata.json").read_text())
+    meta["artifact"]["sha256"] = sha256_file(model)
+    (path / "metadata.json").write_text(json.dumps(meta))
     return registry.get("v0009")
 
 
-def _live_blue(cluster) -> None:
-    """Make sure something is live (this test may run alone)."""
-    if cluster.backend().status()["live"] is None:
-        cluster.backend().deploy(cluster.version("v0001"), "setup")
+def _live_blue(cluster) -> str:
+    """Deploy v0001 to this test's namespace (nothing is live in a new one); its slot."""
+    assert cluster.backend().deploy(cluster.version("v0001"), "setup")["live"] == "blue"
+    return "blue"
 
 
 def _refused_and_scaled_down(cluster, live: str, selector: dict, version: str) -> str:
@@ -315,18 +324,16 @@ def _refused_and_scaled_down(cluster, live: str, selector: dict, version: str) -
 
 
 def test_candidate_that_crashes_is_scaled_down_and_live_stays(cluster):
-    _live_blue(cluster)
-    live = cluster.state()["live"]
+    live = _live_blue(cluster)
     selector = cluster.selector()
-    t0 = time.monotonic()
     with pytest.raises(DeployError) as err:
         cluster.backend().deploy(_broken_version(cluster), "broken model")
-    took = time.monotonic() - t0
     message = str(err.value)
-    assert "v0009 failed to start" in message
-    assert "exited with code 2" in message or "CrashLoopBackOff" in message
+    # it failed on the crashed pod, not by waiting out start_timeout_s (60 s here)
+    assert re.search(r"v0009 failed to start: pod \S+ container \S+( exited with code 2 "
+                     r"|: CrashLoopBackOff )", message), message
+    assert "not rolled out after" not in message
     assert "refusing to start flights v0009" in message  # the server's reason, from its log
-    assert took < 40, f"a crashing candidate must fail fast, took {took:.1f}s"
     candidate = _refused_and_scaled_down(cluster, live, selector, "v0009")
     with pytest.raises(DeployError, match=f"cannot roll back from {live}: slot {candidate} has "
                                           "no ready Deployment"):
@@ -335,8 +342,7 @@ def test_candidate_that_crashes_is_scaled_down_and_live_stays(cluster):
 
 
 def test_candidate_never_scheduled_times_out_with_events(cluster):
-    _live_blue(cluster)
-    live = cluster.state()["live"]
+    live = _live_blue(cluster)
     selector = cluster.selector()
     backend = cluster.backend(serving={"start_timeout_s": 4.0}, cpu_request="64")
     with pytest.raises(DeployError, match=r"not rolled out after 4s: 0/1 pods ready") as err:
@@ -351,8 +357,7 @@ def test_candidate_never_scheduled_times_out_with_events(cluster):
 def test_candidate_that_dies_after_the_switch_is_rolled_back_automatically(cluster):
     """Failure injection: right after the live Service is switched to the candidate, its
     pods are deleted. The post-switch watch must notice and switch back on its own."""
-    _live_blue(cluster)
-    live = cluster.state()["live"]
+    live = _live_blue(cluster)
     candidate = "green" if live == "blue" else "blue"
     backend = cluster.backend(serving={"post_switch_watch_s": 5.0})
     switch = backend._switch
@@ -399,9 +404,6 @@ def _register_copy(cluster, model_of: str, metadata_of: str, key: str) -> ModelV
     metadata (its smoke rows and the predictions recorded for them)."""
     registry = cluster.registry()
     model, meta = registry.get(model_of), registry.get(metadata_of)
-    found = registry.find_run(key)
-    if found:
-        return found
     metadata = {k: v for k, v in meta.metadata.items()
                 if k not in ("model_name", "version", "run_key", "registered_at", "artifact")}
     return registry.register(model.model_path, {**metadata, "reason": key}, meta.reference(),
@@ -411,8 +413,7 @@ def _register_copy(cluster, model_of: str, metadata_of: str, key: str) -> ModelV
 def test_candidate_whose_smoke_predictions_differ_is_refused(cluster):
     """The candidate loads and serves (its checksum is right), but it is v0001's model under
     v0002's training record: its smoke rows do not get the recorded predictions."""
-    _live_blue(cluster)
-    live = cluster.state()["live"]
+    live = _live_blue(cluster)
     selector = cluster.selector()
     mixed = _register_copy(cluster, "v0001", "v0002", "k8s-smoke-mismatch")
     with pytest.raises(DeployError, match=rf"slot \w+: smoke predictions of {mixed.version} "
@@ -441,11 +442,9 @@ def _disagreeing_rows(cluster, flights: pd.DataFrame, a: str, b: str) -> list[di
 def test_candidate_that_disagrees_with_live_over_the_limit_is_refused(cluster, flights):
     """Clients sent rows on which the candidate's call differs from the live model's on
     every one: the shadow comparison (limit 50%) refuses it before any switch."""
-    _live_blue(cluster)
-    live = cluster.state()["live"]
+    live = _live_blue(cluster)
     selector = cluster.selector()
-    live_version = cluster.state()["slots"][live]["version"]
-    candidate_version = "v0002" if live_version == "v0001" else "v0001"
+    live_version, candidate_version = "v0001", "v0002"
     rows = cluster.serve(_disagreeing_rows(cluster, flights, live_version, candidate_version))
     log_dir = predictions_dir(cluster.ws().serving_dir) / "date={}-{:02d}-{:02d}".format(
         *SHADOW_DAY)
@@ -488,14 +487,6 @@ def test_two_packs_in_one_namespace_keep_their_own_objects(cluster):
     leaves every object of A untouched and A's live Service selecting only A's pods."""
     _live_blue(cluster)
     a_selector, a_state = cluster.selector(), cluster.state()
-    # earlier tests' refused candidates were scaled to zero: wait until their pods are gone
-    live_pods = label_selector({LABEL_PACK: "flights", LABEL_SLOT: a_selector[LABEL_SLOT]})
-    deadline = time.monotonic() + 30
-    while (len(cluster.core.list_namespaced_pod(cluster.ns, label_selector=f"{LABEL_PACK}="
-                                                "flights").items)
-           != len(cluster.core.list_namespaced_pod(cluster.ns, label_selector=live_pods).items)):
-        assert time.monotonic() < deadline, "flights' scaled-down pods never went away"
-        time.sleep(0.5)
     a_objects, a_answer = cluster.snapshot("flights"), cluster.live_version()
 
     def a_unchanged() -> None:
@@ -541,6 +532,7 @@ def test_two_packs_in_one_namespace_keep_their_own_objects(cluster):
 def test_the_backend_factory_builds_it_from_the_kubeconfig(cluster):
     from driftline.serving.backend import serving_backend
 
+    _live_blue(cluster)
     ws = cluster.ws()
     ws = Workspace(dataclasses.replace(ws.settings, serving=dataclasses.replace(
         ws.settings.serving, backend="kubernetes")), ws.pack)

@@ -118,10 +118,9 @@ def test_follow_streams_until_exit_and_delete_kills(kube_testbed):
 
     api.create_namespaced_pod(ns, python_pod("sleeper", "import time; time.sleep(300)"))
     wait_for(lambda: phase_in(api, ns, "sleeper", "Running"), "sleeper to run")
-    t0 = time.monotonic()
+    # gone long before its 300 s sleep ends: the delete killed its process
     api.delete_namespaced_pod("sleeper", ns)
     wait_for(lambda: pod_gone(api, ns, "sleeper"), "sleeper deletion", timeout=15)
-    assert time.monotonic() - t0 < 10
 
 
 def test_gpu_capacity_and_unschedulable_pods(kube_testbed):
