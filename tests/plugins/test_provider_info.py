@@ -61,3 +61,14 @@ def test_the_connection_form_is_declared_and_loaded_without_deprecation():
     assert behaviours["driftline"]["relabeling"]["password"] == "DVC remote secret"
     ours = [w for w in caught if "driftline" in str(w.message)]
     assert not ours, [str(w.message) for w in ours]
+
+
+def test_airflows_deprecation_warnings_fail_the_tests():
+    """pyproject.toml makes Airflow's deprecations errors: an API Airflow 4 removes fails a
+    test now (e.g. the cncf provider's ``reattach_on_restart``, now ``durable``)."""
+    from airflow.exceptions import AirflowProviderDeprecationWarning, RemovedInAirflow4Warning
+
+    for category in (AirflowProviderDeprecationWarning, RemovedInAirflow4Warning):
+        with pytest.raises(category):
+            warnings.warn("deprecated", category, stacklevel=1)
+    warnings.warn("a third-party deprecation", DeprecationWarning, stacklevel=1)  # ignored

@@ -105,7 +105,7 @@ def pod_options(cfg: KubernetesSettings) -> dict[str, Any]:
         "get_logs": True,
         "do_xcom_push": False,
         "on_finish_action": "delete_pod",
-        "reattach_on_restart": True,
+        "durable": True,  # reattach to a running pod after a worker restart
         "log_events_on_failure": True,
         # a real kubelet then reports the log tail as the termination message on failure
         "termination_message_policy": "FallbackToLogsOnError",
