@@ -43,8 +43,12 @@ stop:
 
 # pytest exits 5 when it collects nothing: that must fail, not pass silently.
 # With CI=true, a skipped real-component test fails it too (tests/real_components.py).
+# Tests run in a random order (pytest-randomly); the seed is printed so an order can be
+# replayed: make test SEED=1234.
 test: install
-	@$(PY) -m pytest tests -q -ra; rc=$$?; \
+	@seed=$${SEED:-$$(( RANDOM * 32768 + RANDOM ))}; \
+	  echo "pytest in random order: --randomly-seed=$$seed (make test SEED=$$seed replays it)"; \
+	  $(PY) -m pytest tests -q -ra -p randomly --randomly-seed=$$seed; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test-fast: install
