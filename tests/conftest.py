@@ -20,6 +20,9 @@ os.environ.update({
     "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg"),
     "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
     "AIRFLOW__CORE__PLUGINS_FOLDER": str(_SESSION / "airflow" / "plugins"),
+    # the Makefile exports the repository's .airflow/passwords.json: never touch it here
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(_SESSION / "airflow"
+                                                             / "passwords.json"),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_SESSION}/airflow/airflow.db",

@@ -16,3 +16,10 @@ def test_airflow_uses_the_sessions_home_and_database():
     assert str(SESSION / "airflow") == AIRFLOW_HOME
     assert f"sqlite:///{SESSION}/airflow/airflow.db" == settings.SQL_ALCHEMY_CONN
     assert os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == settings.SQL_ALCHEMY_CONN
+
+
+def test_airflow_keeps_its_login_file_in_the_session():
+    from airflow.configuration import conf
+
+    assert conf.get("core", "simple_auth_manager_passwords_file") == str(
+        SESSION / "airflow" / "passwords.json")
