@@ -61,8 +61,10 @@ def run(tmp_path: Path, files: dict[str, str], ci: bool) -> tuple[int, dict, str
     env.update(PYTHONPATH=str(ROOT), DRIFTLINE_NGINX="/nonexistent/nginx", **({"CI": "true"}
                                                                              if ci else {}))
     junit = tmp_path / "junit.xml"
+    # file order (-p no:randomly): which of two same-reason skips is shown in full depends on it
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.real_components",
-                           "-p", "no:cacheprovider", "-q", "-ra", f"--junitxml={junit}",
+                           "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "-ra",
+                           f"--junitxml={junit}",
                            *files], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=120)
     outcomes = {}
