@@ -179,6 +179,14 @@ class AirflowStack:
         return AirflowApi(self.url, self.user, self.password)
 
 
+def _sqlite_locked(response: httpx.Response) -> bool:
+    """SQLite's lock, as the api-server reports it: 503, "database is locked", or a 500
+    "Database error" whose cause it hides."""
+    return (response.status_code == 503 or (response.status_code >= 400
+                                            and "locked" in response.text)
+            or (response.status_code == 500 and "Database error" in response.text))
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -198,7 +206,15 @@ class AirflowApi:
                                    headers={"Authorization": f"Bearer {token}"})
 
     def _call(self, method: str, path: str, **kwargs) -> dict:
-        response = self.client.request(method, path, **kwargs)
+        """One REST call. An idempotent one (GET, PATCH, PUT) is retried for up to 60 s
+        while SQLite's lock makes the api-server answer 503 or a 500 "Database error"."""
+        deadline = time.monotonic() + 60
+        while True:
+            response = self.client.request(method, path, **kwargs)
+            if not (method in ("GET", "PATCH", "PUT") and _sqlite_locked(response)
+                    and time.monotonic() < deadline):
+                break
+            time.sleep(1)
         if response.status_code >= 400:
             raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text}")
         return response.json() if response.content else {}
@@ -230,6 +246,7 @@ class AirflowApi:
                 "to_date": f"{end}T00:00:00Z", "max_active_runs": max_active_runs,
                 "reprocess_behavior": "completed"}
         deadline = time.monotonic() + timeout
+        unsure = False  # an earlier try failed in a way that may have created it
         try:
             while True:
                 try:
@@ -237,16 +254,34 @@ class AirflowApi:
                 except httpx.TimeoutException:  # the api-server waited on SQLite's lock
                     if time.monotonic() > deadline:
                         raise
+                    unsure = True  # it may have been created all the same
                     continue
                 if response.status_code < 400:
                     return response.json()
-                retriable = response.status_code in (409, 503) or "locked" in response.text
+                locked = _sqlite_locked(response)
+                if response.status_code == 409 and unsure:
+                    created = self._open_backfill(dag_id, start, end)
+                    if created:
+                        return created
+                unsure = unsure or locked
+                retriable = response.status_code == 409 or locked
                 if not retriable or time.monotonic() > deadline:
                     raise RuntimeError(f"backfill {dag_id} {start}..{end}: "
                                        f"{response.status_code} {response.text}")
                 time.sleep(2)
         finally:
             self.set_paused(dag_id, False)
+
+    def _open_backfill(self, dag_id: str, start: str, end: str) -> dict | None:
+        """The open backfill of ``dag_id`` over exactly ``start..end``, if there is one."""
+        page = self._call("GET", "/backfills",
+                          params={"dag_id": dag_id, "limit": 100, "order_by": "-id"})
+        for backfill in page.get("backfills", []):
+            if (backfill.get("completed_at") is None
+                    and str(backfill.get("from_date", "")).startswith(start)
+                    and str(backfill.get("to_date", "")).startswith(end)):
+                return backfill
+        return None
 
     def runs(self, dag_id: str, **params) -> list[dict]:
         """All runs matching ``params`` (the API pages at 100 runs; this reads every page)."""
