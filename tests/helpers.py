@@ -58,3 +58,16 @@ def with_value(obj: dict, path: tuple, value) -> dict:
         node = node[key]
     node[path[-1]] = value
     return changed
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets ``pid`` holds open (from /proc/<pid>/fd)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from driftline.serving.probe import free_ports
 
-from tests.helpers import ROOT, TEST_CONFIG
+from tests.helpers import ROOT, TEST_CONFIG, socket_inodes
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from airflow_stack import AirflowStack, airflow_env
@@ -68,15 +68,7 @@ def test_connection_passwords_are_encrypted_with_the_stacks_fernet_key(stack):
 
 def _listening(pids: set[int]) -> set[tuple[str, int]]:
     """(address, port) of every TCP socket in LISTEN state held by ``pids``."""
-    inodes = set()
-    for pid in pids:
-        for fd in Path(f"/proc/{pid}/fd").glob("*"):
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
+    inodes = set().union(*(socket_inodes(pid) for pid in pids))
     found = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:

@@ -21,6 +21,8 @@ from driftline.serving.router import Router, RouterError
 from driftline.training import request_rows
 from driftline.workspace import Workspace, open_workspace
 
+from tests.helpers import socket_inodes
+
 pytestmark = pytest.mark.nginx
 
 
@@ -143,19 +145,6 @@ def test_deploy_switch_rollback_through_the_router(bluegreen, ws, registry):
     # the slots logged what they served
     logs = list((ws.serving_dir / "predictions").glob("date=*/*.jsonl"))
     assert {p.name.split("-")[0] for p in logs} == {"blue", "green"}
-
-
-def socket_inodes(pid: int) -> set[str]:
-    """The inodes of the sockets ``pid`` holds open (from /proc/<pid>/fd)."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    return inodes
 
 
 def wait_until(condition, what: str, timeout: float = 30.0) -> None:
