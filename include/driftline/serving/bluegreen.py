@@ -12,6 +12,7 @@ them (an Airflow task). Deploys, rollbacks and stops are serialised by a file lo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -20,13 +21,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 from filelock import FileLock
 
-from driftline.registry import ArtifactIntegrityError, ModelVersion, Registry
-from driftline.serving.backend import switch_record, utc_now
+from driftline.registry import ModelVersion, Registry
+from driftline.serving.backend import utc_now
+from driftline.serving.deploy import deploy, rollback
 from driftline.serving.paths import (
     SLOTS,
     live_link,
@@ -47,9 +50,6 @@ from driftline.serving.router import Router, RouterError
 from driftline.serving.verify import (
     VERIFY_HEADER,
     DeployError,
-    recent_served_rows,
-    shadow_compare,
-    smoke_check,
 )
 from driftline.settings import INSTALLATION_WIDE, Settings
 from driftline.workspace import Workspace
@@ -96,7 +96,7 @@ class BlueGreen:
     def __init__(self, ws: Workspace):
         self.ws = ws
         self.serving = ws.serving
-        self.dir = ws.serving_dir
+        self.dir = self.serving_dir = ws.serving_dir
         self.state_path = self.dir / "state.json"
         self.router = Router(ws.settings)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -250,51 +250,18 @@ class BlueGreen:
 
         return predict
 
-    def _shadow(self, target: str, live: str | None) -> dict | None:
-        """Compare ``target`` with the running ``live`` slot on recent served rows.
-
-        :raises DeployError: they disagree on more than the configured share.
-        """
-        if not live:
-            log.info("shadow comparison skipped: no live slot to compare with")
+    def ready_answer(self, slot: str | None, version: str, expected_slot: str) -> str | None:
+        """None if ``slot``'s socket (the router for None) answers ``/ready`` with
+        ``version`` from ``expected_slot``; otherwise what it answered."""
+        try:
+            with self._client(slot, timeout=2.0) as client:
+                body = client.get("/ready").json()
+        except (httpx.HTTPError, ValueError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if (body.get("ready") and body.get("model_version") == version
+                and body.get("slot") == expected_slot):
             return None
-        pack = self.ws.pack
-        rows = recent_served_rows(self.dir, self.serving.shadow_rows, pack.request_columns)
-        if not rows:
-            log.info("shadow comparison skipped: nothing served yet")
-            return None
-        return shadow_compare(pack, self._predictor(target), self._predictor(live), rows,
-                              self.serving, f"slot {target}")
-
-    def _watch(self, slot: str, model_version: ModelVersion) -> str | None:
-        """Check through the router for ``post_switch_watch_s`` that ``slot`` stays ready
-        with ``model_version`` and keeps its smoke predictions.
-
-        :return: the first failure, or None.
-        """
-        watch_s = self.serving.post_switch_watch_s
-        deadline = time.monotonic() + watch_s
-        checks = 0
-        with self._client(None, timeout=2.0) as client:
-            while True:
-                try:
-                    body = client.get("/ready").json()
-                    if not body.get("ready") or body.get("model_version") != (
-                            model_version.version) or body.get("slot") != slot:
-                        return f"router /ready answered {body}"
-                    smoke_check(self.ws.pack, self._predictor(None), model_version, "router")
-                except (httpx.HTTPError, ValueError, DeployError) as exc:
-                    return f"{type(exc).__name__}: {exc}"
-                checks += 1
-                if time.monotonic() >= deadline:
-                    log.info("post-switch watch passed: %d checks over %.1fs through the router",
-                             checks, watch_s)
-                    return None
-                time.sleep(0.2)
-
-    def _smoke_test(self, slot: str, model_version: ModelVersion) -> None:
-        """:func:`~driftline.serving.verify.smoke_check` on ``slot``'s own socket."""
-        smoke_check(self.ws.pack, self._predictor(slot), model_version, f"slot {slot}")
+        return str(body)
 
     # -- switching ---------------------------------------------------------------------
     def _switch(self, slot: str, version: str) -> tuple[float, float]:
@@ -338,109 +305,62 @@ class BlueGreen:
             except OSError as exc:
                 log.warning("could not tell slot %s (pid %d) to drain: %s", slot, pid, exc)
 
-    def _record(self, state: dict, action: str, from_slot: str | None, to_slot: str,
-                version: str, previous_version: str | None, reason: str,
-                switched_at: float, verified_s: float, **extra) -> dict:
-        record = switch_record(action, from_slot, to_slot, version, previous_version, reason,
-                               switched_at, router_verified_s=round(verified_s, 4), **extra)
-        state["live"] = to_slot
-        state["history"].append(record)
-        self._write_state(state)
-        return record
+    # -- the slot platform (driftline.serving.deploy) -----------------------------------
+    live_route = "the router"
+    verified_field = "router_verified_s"
+    watch_poll_s = 0.2
+    shadow_batch_rows: int | None = None
 
-    # -- public operations -------------------------------------------------------------
-    def deploy(self, model_version: ModelVersion, reason: str) -> dict:
-        """Serve ``model_version``: start it in the idle slot, check it, switch to it.
-
-        :return: :meth:`status` after the deploy, plus ``changed`` (False when the version
-            was already live) and ``switch`` (the history record, None if unchanged).
-        :raises DeployError: refused (checksum mismatch) or failed (start, readiness, smoke
-            test, router); the live slot is untouched and keeps serving.
-        """
-        version = model_version.version
+    @contextlib.contextmanager
+    def locked(self, action: str, version: str | None) -> Iterator[dict]:
         with self.lock:
-            state = self._read_state()
-            live = state["live"]
-            live_entry = (state["slots"].get(live) or {}) if live else {}
-            if (live and live_entry.get("version") == version
-                    and self._slot_running(live, live_entry.get("pid"))):
-                log.info("%s is already live in slot %s; nothing to deploy", version, live)
-                if self.router.live_slot(self.dir) != live or not self.router.is_running():
-                    self._switch(live, version)
-                return {**self.status(), "changed": False, "switch": None}
+            yield self._read_state()
 
-            log.info("deploying %s %s: %s", model_version.name, version, reason)
-            served_from = Registry(self.ws.registry_dir, self.ws.model_name)
-            if (served_from.versions_dir / version).resolve() != model_version.path.resolve():
-                raise DeployError(f"refusing to deploy {version}: it is at {model_version.path}"
-                                  f", but slot servers load from {served_from.versions_dir}")
-            try:
-                sha256 = model_version.verify()
-            except (ArtifactIntegrityError, OSError, KeyError) as exc:
-                raise DeployError(f"refusing to deploy {version}: {exc}") from exc
-            log.info("artifact checksum verified: %s", sha256)
-
-            target = other_slot(live) if live else "blue"
-            self._stop_slot(state, target)
-            self._write_state(state)
-            process, offset = self._start_slot(target, version)
-            state["slots"][target] = self._slot_entry(target, version, process.pid)
-            self._write_state(state)
-            log.info("started %s in slot %s (pid %d); waiting for /ready", version, target,
-                     process.pid)
-            try:
-                self._wait_ready(target, version, process, offset)
-                set_nice(process.pid, os.getpriority(os.PRIO_PROCESS, 0))
-                self._smoke_test(target, model_version)
-                shadow = self._shadow(target, live)
-                switched_at, verified_s = self._switch(target, version)
-            except BaseException as exc:  # also a killed task: leave the live slot as it was
-                self._abandon(state, target, live)
-                if isinstance(exc, Exception) and not isinstance(exc, DeployError):
-                    raise DeployError(f"slot {target}: deploying {version} failed: "
-                                      f"{exc!r}") from exc
-                raise
-            record = self._record(state, "deploy", live, target, version,
-                                  live_entry.get("version"), reason, switched_at, verified_s,
-                                  shadow=shadow)
-            failure = self._watch(target, model_version)
-            if failure:
-                self._auto_rollback(state, target, version, live, live_entry, failure)
-            if live:
-                log.info("switched live traffic from %s (%s) to %s (%s); %s keeps running "
-                         "for rollback", live, live_entry.get("version"), target, version, live)
-            else:
-                log.info("live traffic now goes to %s (%s)", target, version)
-            return {**self.status(), "changed": True, "switch": record}
-
-    def _auto_rollback(self, state: dict, target: str, version: str, live: str | None,
-                       live_entry: dict, failure: str) -> None:
-        """The post-switch watch failed: switch back to ``live`` at once, stop ``target``.
-
-        :raises DeployError: always, saying what failed and what serves now.
-        """
-        previous = live_entry.get("version")
-        if not live or not self._slot_running(live, live_entry.get("pid")):
-            raise DeployError(f"{version} in slot {target} failed its post-switch check "
-                              f"({failure}) and there is no previous slot to roll back to")
-        if previous is None:  # a running slot always records its version
-            raise DeployError(f"{version} in slot {target} failed its post-switch check "
-                              f"({failure}) and the previous slot {live} records no version")
-        log.error("post-switch check of %s failed: %s; rolling back to %s (%s)", version,
-                  failure, live, previous)
-        switched_at = time.time()
-        self.router.switch(self.dir, live)
-        self._drain(target)
-        self._record(state, "auto-rollback", target, live, previous, version,
-                     f"post-switch check of {version} failed: {failure}", switched_at, 0.0)
-        self._stop_slot(state, target)
+    def write_state(self, state: dict) -> None:
         self._write_state(state)
-        raise DeployError(f"{version} failed its post-switch check through the router "
-                          f"({failure}); rolled back automatically to {previous} in slot "
-                          f"{live}")
 
-    def _abandon(self, state: dict, target: str, live: str | None) -> None:
-        """After a failed deploy: point the router back at ``live``, stop the candidate."""
+    def refuse_unservable(self, model_version: ModelVersion) -> None:
+        served_from = Registry(self.ws.registry_dir, self.ws.model_name)
+        if (served_from.versions_dir / model_version.version).resolve() != (
+                model_version.path.resolve()):
+            raise DeployError(f"refusing to deploy {model_version.version}: it is at "
+                              f"{model_version.path}, but slot servers load from "
+                              f"{served_from.versions_dir}")
+
+    def serves(self, state: dict, slot: str, version: str | None) -> bool:
+        entry = state["slots"].get(slot) or {}
+        return entry.get("version") == version and self._slot_running(slot, entry.get("pid"))
+
+    def ensure_routed(self, slot: str, version: str) -> None:
+        if self.router.live_slot(self.dir) != slot or not self.router.is_running():
+            self._switch(slot, version)
+
+    def start(self, state: dict, slot: str, version: str) -> dict:
+        self._stop_slot(state, slot)
+        self._write_state(state)
+        process, offset = self._start_slot(slot, version)
+        state["slots"][slot] = self._slot_entry(slot, version, process.pid)
+        self._write_state(state)
+        log.info("started %s in slot %s (pid %d); waiting for /ready", version, slot,
+                 process.pid)
+        self._wait_ready(slot, version, process, offset)
+        set_nice(process.pid, os.getpriority(os.PRIO_PROCESS, 0))
+        return {}
+
+    def predictor(self, slot: str | None):
+        return self._predictor(slot)
+
+    def switch(self, slot: str, version: str) -> tuple[float, float]:
+        return self._switch(slot, version)
+
+    def switch_back(self, slot: str, version: str | None) -> tuple[float, float]:
+        switched_at = time.time()
+        self.router.switch(self.dir, slot)
+        self._drain(other_slot(slot))
+        return switched_at, 0.0
+
+    def abandon(self, state: dict, target: str, live: str | None, version: str,
+                switched: bool, error: BaseException) -> None:
         log.error("deploy to slot %s failed; stopping it, %s stays live", target, live)
         if live and self.router.live_slot(self.dir) != live:
             try:
@@ -450,38 +370,30 @@ class BlueGreen:
         self._stop_slot(state, target)
         self._write_state(state)
 
-    def rollback(self, reason: str) -> dict:
-        """Switch back to the other slot, which still runs the previous version.
+    def retire(self, state: dict, slot: str, version: str) -> None:
+        self._stop_slot(state, slot)
 
-        :return: :meth:`status` after the switch, plus ``changed`` and ``switch`` (the
-            history record).
-        :raises DeployError: nothing is live, or the other slot runs no ready model.
-        """
-        with self.lock:
-            state = self._read_state()
-            live = state["live"]
-            if live is None:
-                raise DeployError("cannot roll back: nothing is live")
-            target = other_slot(live)
-            entry = state["slots"].get(target) or {}
-            version = entry.get("version")
-            if not version or not self._slot_running(target, entry.get("pid")):
-                raise DeployError(f"cannot roll back from {live}: slot {target} runs no model "
-                                  f"(version {version}, pid {entry.get('pid')} not running)")
-            try:
-                with slot_client(self.dir, target, timeout=5) as client:
-                    body = client.get("/ready").json()
-            except (httpx.HTTPError, ValueError) as exc:
-                raise DeployError(f"cannot roll back: slot {target} is not ready: {exc}") from exc
-            if not body.get("ready") or body.get("model_version") != version:
-                raise DeployError(f"cannot roll back: slot {target} answers {body}, "
-                                  f"expected {version} ready")
-            log.info("rolling back from %s to %s (%s): %s", live, target, version, reason)
-            live_version = (state["slots"].get(live) or {}).get("version")
-            switched_at, verified_s = self._switch(target, version)
-            record = self._record(state, "rollback", live, target, version, live_version,
-                                  reason, switched_at, verified_s)
-            return {**self.status(), "changed": True, "switch": record}
+    def standby_version(self, state: dict, slot: str) -> str:
+        entry = state["slots"].get(slot) or {}
+        version = entry.get("version")
+        live = other_slot(slot)
+        if not version or not self._slot_running(slot, entry.get("pid")):
+            raise DeployError(f"cannot roll back from {live}: slot {slot} runs no model "
+                              f"(version {version}, pid {entry.get('pid')} not running)")
+        wrong = self.ready_answer(slot, version, slot)
+        if wrong is not None:
+            raise DeployError(f"cannot roll back: slot {slot} answers {wrong}, expected "
+                              f"{version} ready")
+        return version
+
+    # -- public operations -------------------------------------------------------------
+    def deploy(self, model_version: ModelVersion, reason: str) -> dict:
+        """Serve ``model_version`` (:func:`driftline.serving.deploy.deploy`)."""
+        return deploy(self, self.ws.pack, self.serving, model_version, reason)
+
+    def rollback(self, reason: str) -> dict:
+        """Switch back to the standby slot (:func:`driftline.serving.deploy.rollback`)."""
+        return rollback(self, reason)
 
     def stop_all(self) -> None:
         """Stop both of this pack's slot servers; nothing of it is live afterwards (the
