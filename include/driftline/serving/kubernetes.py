@@ -60,15 +60,13 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from driftline.registry import ArtifactIntegrityError, ModelVersion
-from driftline.serving.backend import switch_record, utc_now
+from driftline.registry import ModelVersion
+from driftline.serving.backend import utc_now
+from driftline.serving.deploy import deploy, rollback
 from driftline.serving.paths import SLOTS, check_slot, other_slot, predictions_dir
 from driftline.serving.verify import (
     VERIFY_HEADER,
     DeployError,
-    recent_served_rows,
-    shadow_compare,
-    smoke_check,
 )
 from driftline.settings import KubernetesServingSettings
 from driftline.workspace import Workspace
@@ -310,6 +308,8 @@ class KubernetesBlueGreen:
         self.ws = ws
         self.pack = ws.pack
         self.serving = ws.serving
+        self.serving_dir = ws.serving_dir
+        self.shadow_batch_rows: int | None = min(1000, self.serving.max_batch_rows)
         self.cfg = ws.settings.serving_kubernetes
         self.ns = self.cfg.namespace
         self.service = live_service_name(ws)
@@ -679,125 +679,80 @@ class KubernetesBlueGreen:
         raise DeployError(f"Service {self.ns}/{self.service} did not answer with {version} "
                           f"from slot {slot} within {SWITCH_VERIFY_S:.0f}s; last: {last}")
 
-    def _watch(self, slot: str, model_version: ModelVersion) -> int:
-        """Check the live Service for ``post_switch_watch_s``: ``/ready`` and the smoke rows.
+    # -- the slot platform (driftline.serving.deploy) -----------------------------------
+    live_route = "the live Service"
+    verified_field = "service_verified_s"
+    watch_poll_s = POLL_S
 
-        :return: the number of checks made.
-        :raises DeployError: a check failed.
-        """
-        watch_s = self.serving.post_switch_watch_s
-        predict = self._predictor(self.service)
-        where = f"live Service {self.service} (slot {slot})"
-        started, checks = time.monotonic(), 0
-        while True:
-            wrong = self._answers(self.service, "ready", model_version.version, slot)
-            if wrong is not None:
-                raise DeployError(f"{where}: /ready answered {wrong}")
-            smoke_check(self.pack, predict, model_version, where)
-            checks += 1
-            if time.monotonic() - started >= watch_s:
-                log.info("%s passed %d checks in %.1fs after the switch", where, checks,
-                         time.monotonic() - started)
-                return checks
-            time.sleep(POLL_S)
+    def locked(self, action: str, version: str | None):
+        return self._locked(action, version)
 
-    def _record(self, state: dict, action: str, from_slot: str | None, to_slot: str,
-                version: str, previous_version: str | None, reason: str,
-                switched_at: float, verified_s: float, **extra) -> dict:
-        record = switch_record(action, from_slot, to_slot, version, previous_version, reason,
-                               switched_at, service_verified_s=round(verified_s, 4), **extra)
-        state["live"] = to_slot
-        state["history"].append(record)
+    def write_state(self, state: dict) -> None:
         self._write_state(state)
-        return record
 
-    # -- public operations -------------------------------------------------------------
-    def deploy(self, model_version: ModelVersion, reason: str) -> dict:
-        """Serve ``model_version``: roll it out in the idle slot, check it, switch to it.
-
-        :return: :meth:`status` after the deploy, plus ``changed`` (False when the version
-            was already live) and ``switch`` (the history record, None if unchanged).
-        :raises DeployError: refused (another pack's model, checksum mismatch, another deploy
-            in progress) or failed (rollout, smoke test, shadow comparison, switch); the live
-            Service then selects what it selected before, and a failed candidate is scaled to
-            zero.
-        """
-        version = model_version.version
-        t0 = time.monotonic()
+    def refuse_unservable(self, model_version: ModelVersion) -> None:
         if model_version.name != self.ws.model_name:
-            raise DeployError(f"refusing to deploy {model_version.name} {version}: pack "
-                              f"{self.ws.name} serves model {self.ws.model_name}")
-        try:
-            sha256 = model_version.verify()
-        except (ArtifactIntegrityError, OSError, KeyError) as exc:
-            raise DeployError(f"refusing to deploy {version}: {exc}") from exc
-        log.info("artifact checksum of %s %s verified: %s", model_version.name, version, sha256)
-        with self._locked("deploy", version) as state:
-            live = state["live"]
-            live_version = (state["slots"].get(live) or {}).get("version") if live else None
-            if live and live_version == version and self._rolled_out(self._read_deployment(live)):
-                selects = self._live_selector()
-                if selects != live:
-                    log.warning("Service %s/%s selects %s, but %s is live; switching it back",
-                                self.ns, self.service, selects, live)
-                    self._switch(live, version)
-                log.info("%s is already live in slot %s; nothing to deploy", version, live)
-                return {**self.status(), "changed": False, "switch": None}
+            raise DeployError(f"refusing to deploy {model_version.name} "
+                              f"{model_version.version}: pack {self.ws.name} serves model "
+                              f"{self.ws.model_name}")
 
-            target = other_slot(live) if live else "blue"
-            log.info("deploying %s %s to slot %s in %s (live: %s %s): %s", model_version.name,
-                     version, target, self.ns, live, live_version, reason)
-            state["slots"][target] = {"version": version, "deployed_at": utc_now()}
-            self._write_state(state)
-            switched = False
-            try:
-                self._apply_deployment(slot_deployment(self.ws, target, version))
-                self._apply_service(slot_service(self.ws, target))
-                rollout_s = self._wait_rollout(target, version)
-                checks = self._check_candidate(target, model_version, live)
-                switched = True
-                switched_at, verified_s = self._switch(target, version)
-            except BaseException as exc:  # also a killed task: the live slot stays live
-                self._abandon(state, target, live, version, switched, exc)
-                if isinstance(exc, Exception) and not isinstance(exc, DeployError):
-                    raise DeployError(f"slot {target}: deploying {version} failed: "
-                                      f"{exc!r}") from exc
-                raise
-            record = self._record(state, "deploy", live, target, version, live_version, reason,
-                                  switched_at, verified_s, rollout_s=round(rollout_s, 2),
-                                  **checks)
-            try:
-                self._watch(target, model_version)
-            except DeployError as exc:
-                self._auto_rollback(state, target, live, version, live_version, exc)
-            log.info("deployed %s to slot %s in %.1fs; %s", version, target,
-                     time.monotonic() - t0,
-                     f"slot {live} keeps {live_version} for rollback" if live else "first deploy")
-            return {**self.status(), "changed": True, "switch": record}
+    def serves(self, state: dict, slot: str, version: str | None) -> bool:
+        return ((state["slots"].get(slot) or {}).get("version") == version
+                and self._rolled_out(self._read_deployment(slot)))
 
-    def _check_candidate(self, target: str, model_version: ModelVersion,
-                         live: str | None) -> dict:
-        """Smoke check, then shadow comparison with the live slot, through the slot
-        Services; ``smoke_rows`` and ``shadow`` (None when skipped) for the record."""
-        candidate = self._predictor(slot_service_name(self.ws, target))
-        checks: dict = {"smoke_rows": smoke_check(self.pack, candidate, model_version,
-                                                  f"slot {target}"),
-                        "shadow": None}
-        serving = self.serving
-        rows = recent_served_rows(self.ws.serving_dir, serving.shadow_rows,
-                                  self.pack.request_columns)
-        if not live:
-            log.info("shadow comparison skipped: nothing is live to compare with")
-        elif not rows:
-            log.info("shadow comparison skipped: no served rows in %s",
-                     predictions_dir(self.ws.serving_dir))
-        else:
-            checks["shadow"] = shadow_compare(
-                self.pack, candidate, self._predictor(slot_service_name(self.ws, live)), rows,
-                serving, f"slot {target}", batch_rows=min(1000, serving.max_batch_rows))
-        return checks
+    def ensure_routed(self, slot: str, version: str) -> None:
+        selects = self._live_selector()
+        if selects != slot:
+            log.warning("Service %s/%s selects %s, but %s is live; switching it back",
+                        self.ns, self.service, selects, slot)
+            self._switch(slot, version)
 
-    def _abandon(self, state: dict, target: str, live: str | None, version: str,
+    def start(self, state: dict, slot: str, version: str) -> dict:
+        state["slots"][slot] = {"version": version, "deployed_at": utc_now()}
+        self._write_state(state)
+        self._apply_deployment(slot_deployment(self.ws, slot, version))
+        self._apply_service(slot_service(self.ws, slot))
+        return {"rollout_s": round(self._wait_rollout(slot, version), 2)}
+
+    def predictor(self, slot: str | None) -> Callable[[list[dict]], dict]:
+        return self._predictor(slot_service_name(self.ws, slot) if slot else self.service)
+
+    def switch(self, slot: str, version: str) -> tuple[float, float]:
+        return self._switch(slot, version)
+
+    def switch_back(self, slot: str, version: str | None) -> tuple[float, float]:
+        if version is None:
+            raise DeployError(f"slot {slot} has no recorded version to switch back to")
+        return self._switch(slot, version)
+
+    def ready_answer(self, slot: str | None, version: str, expected_slot: str) -> str | None:
+        service = slot_service_name(self.ws, slot) if slot else self.service
+        return self._answers(service, "ready", version, expected_slot)
+
+    def retire(self, state: dict, slot: str, version: str) -> None:
+        self._scale_down(slot)
+        state["slots"][slot] = {"version": None, "failed_version": version,
+                                "failed_at": utc_now()}
+
+    def standby_version(self, state: dict, slot: str) -> str:
+        live = other_slot(slot)
+        version = (state["slots"].get(slot) or {}).get("version")
+        dep = self._read_deployment(slot)
+        deployed = (dep.metadata.labels or {}).get(LABEL_VERSION) if dep else None
+        if not version or deployed != version or not self._rolled_out(dep):
+            raise DeployError(
+                f"cannot roll back from {live}: slot {slot} has no ready Deployment of "
+                f"its recorded version {version} (Deployment "
+                f"{deployment_name(self.ws, slot)}: version {deployed}, "
+                f"{'ready' if self._rolled_out(dep) else 'not rolled out'}, "
+                f"{dep.spec.replicas if dep else 0} replicas)")
+        wrong = self.ready_answer(slot, version, slot)
+        if wrong is not None:
+            raise DeployError(f"cannot roll back: slot {slot} answers {wrong}, expected "
+                              f"{version} ready")
+        return version
+
+    def abandon(self, state: dict, target: str, live: str | None, version: str,
                  switched: bool, error: BaseException) -> None:
         """After a failed deploy: the live Service back on ``live``, the candidate at 0."""
         log.error("deploying %s to slot %s failed (%s); scaling it down, %s", version, target,
@@ -817,65 +772,12 @@ class KubernetesBlueGreen:
         except Exception as exc:
             log.error("could not record the failed deploy: %r", exc)
 
-    def _auto_rollback(self, state: dict, target: str, live: str | None, version: str,
-                       live_version: str | None, error: DeployError) -> None:
-        """A post-switch check failed: switch back to ``live``, record it, scale ``target``
-        down.
-
-        :raises DeployError: always, saying what failed and what serves now.
-        """
-        if not live:
-            raise DeployError(f"{version} in slot {target} failed its post-switch check "
-                              f"({error}) and there is no previous slot to roll back to; "
-                              f"slot {target} stays live") from error
-        if live_version is None:  # a slot becomes live only with a version
-            raise DeployError(f"{version} in slot {target} failed its post-switch check "
-                              f"({error}) and the previous slot {live} records no version; "
-                              f"slot {target} stays live") from error
-        log.error("post-switch check of %s in slot %s failed: %s; switching back to %s (%s)",
-                  version, target, error, live, live_version)
-        switched_at, verified_s = self._switch(live, live_version)
-        self._record(state, "auto-rollback", target, live, live_version, version,
-                     f"post-switch check of {version} failed: {error}", switched_at,
-                     verified_s)
-        self._scale_down(target)
-        state["slots"][target] = {"version": None, "failed_version": version,
-                                  "failed_at": utc_now()}
-        self._write_state(state)
-        raise DeployError(f"{version} failed its post-switch check through the live Service "
-                          f"({error}); rolled back automatically to {live_version} in slot "
-                          f"{live}") from error
+    # -- public operations -------------------------------------------------------------
+    def deploy(self, model_version: ModelVersion, reason: str) -> dict:
+        """Serve ``model_version`` (:func:`driftline.serving.deploy.deploy`): roll it out in
+        the idle slot, check it through the slot Services, switch the live Service."""
+        return deploy(self, self.pack, self.serving, model_version, reason)
 
     def rollback(self, reason: str) -> dict:
-        """Switch back to the other slot, which still runs the previous version.
-
-        :return: :meth:`status` after the switch, plus ``changed`` and ``switch``.
-        :raises DeployError: nothing is live, or the other slot's Deployment is not ready or
-            does not serve the version recorded for it.
-        """
-        with self._locked("rollback") as state:
-            live = state["live"]
-            if live is None:
-                raise DeployError("cannot roll back: nothing is live")
-            target = other_slot(live)
-            version = (state["slots"].get(target) or {}).get("version")
-            dep = self._read_deployment(target)
-            deployed = (dep.metadata.labels or {}).get(LABEL_VERSION) if dep else None
-            if not version or deployed != version or not self._rolled_out(dep):
-                raise DeployError(
-                    f"cannot roll back from {live}: slot {target} has no ready Deployment of "
-                    f"its recorded version {version} (Deployment "
-                    f"{deployment_name(self.ws, target)}: version {deployed}, "
-                    f"{'ready' if self._rolled_out(dep) else 'not rolled out'}, "
-                    f"{dep.spec.replicas if dep else 0} replicas)")
-            wrong = self._answers(slot_service_name(self.ws, target), "ready", version, target)
-            if wrong is not None:
-                raise DeployError(f"cannot roll back: slot {target} answers {wrong}, expected "
-                                  f"{version} ready")
-            live_version = (state["slots"].get(live) or {}).get("version")
-            log.info("rolling back from %s (%s) to %s (%s): %s", live, live_version, target,
-                     version, reason)
-            switched_at, verified_s = self._switch(target, version)
-            record = self._record(state, "rollback", live, target, version, live_version,
-                                  reason, switched_at, verified_s)
-            return {**self.status(), "changed": True, "switch": record}
+        """Switch back to the standby slot (:func:`driftline.serving.deploy.rollback`)."""
+        return rollback(self, reason)
