@@ -57,6 +57,7 @@ test-fast: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(PY) -m mypy --config-file include/pyproject.toml
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: install
 	$(PY) bench/bench_loop.py

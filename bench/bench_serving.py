@@ -39,11 +39,11 @@ from pathlib import Path
 
 import loadgen
 from driftline.registry import Registry
+from driftline.scoring import request_rows
 from driftline.serving.bluegreen import BlueGreen, stop_serving
 from driftline.serving.paths import slot_socket
 from driftline.serving.probe import PredictionProbe, free_ports
 from driftline.settings import load_settings
-from driftline.training import request_rows
 from driftline.workspace import open_workspace
 
 PACK = "flights"

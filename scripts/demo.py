@@ -91,8 +91,8 @@ class PackDemo:
         """Send the month's rows to the pack's live model through the router, 100 a request."""
         import httpx
         import numpy as np
+        from driftline.scoring import request_rows
         from driftline.serving.paths import router_url
-        from driftline.training import request_rows
 
         dates = self.pack.local_dates(self.source[self.pack.time_column])
         month = self.source[(dates >= np.datetime64(start)) & (dates <= np.datetime64(end))]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from driftline.evaluation import feature_drift
+from driftline.drift import feature_drift
 from driftline.features import build_features
 from driftline.registry import Registry
 from driftline.versioning import DataRepo

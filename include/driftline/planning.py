@@ -175,3 +175,25 @@ def training_command(plan: dict) -> list[str]:
             "--data-version", plan["data_version"],
             "--start", plan["start"], "--end", plan["end"],
             "--params", json.dumps(plan.get("params") or {}), "--reason", plan.get("reason", "")]
+
+
+def pod_training_command(plan: dict, pack: str, gpus: int, data_repo_url: str = "") -> list[str]:
+    """The training entrypoint's arguments in a pod: :func:`training_command`, plus
+    ``--data-repo`` when the pod clones the data repository from a URL.
+
+    A pod that is given GPUs trains on ``cuda`` unless the plan names a device, so a GPU pod
+    never quietly trains on its CPU (the entrypoint fails if no GPU is visible).
+
+    :raises PlanError: the plan is another pack's (the pod is named and labelled after
+        ``pack``).
+    """
+    if plan.get("pack") != pack:
+        raise PlanError(f"the plan is for pack {plan.get('pack')!r}, but this task trains "
+                        f"pack {pack!r}")
+    params = plan.get("params") or {}
+    if gpus and "device" not in params:
+        plan = {**plan, "params": {**params, "device": "cuda"}}
+    args = training_command(plan)
+    if data_repo_url:
+        args += ["--data-repo", data_repo_url]
+    return args

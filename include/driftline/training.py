@@ -21,18 +21,17 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from driftline import code_version
-from driftline.features import FeatureSchema, build_features, build_label, derive_features, encode
+from driftline.features import FeatureSchema, build_features, build_label, encode
 from driftline.hyperparameters import HYPERPARAMETERS
 from driftline.packs import Pack
 from driftline.registry import ModelVersion, Registry
+from driftline.scoring import request_rows
 from driftline.settings import TrainingSettings
 from driftline.versioning import DataRepo
 from driftline.workspace import Workspace, open_workspace
@@ -129,22 +128,6 @@ def task_metrics(pack: Pack, y_true: np.ndarray, predicted: np.ndarray) -> dict:
     if pack.task == "binary":
         return classification_metrics(y_true, predicted)
     return regression_metrics(y_true, predicted)
-
-
-def predict(pack: Pack, booster, raw: pd.DataFrame | Mapping[str, Any],
-            schema: FeatureSchema) -> np.ndarray:
-    """The model's output for raw rows (a frame, or one sequence per input column): a
-    probability (binary) or a value (regression), through the one feature path
-    (:func:`~driftline.features.derive_features`)."""
-    columns = raw if isinstance(raw, Mapping) else {c: raw[c].to_numpy() for c in pack.inputs}
-    matrix = encode(derive_features(pack, columns), schema)
-    return booster.inplace_predict(matrix, validate_features=False)
-
-
-def request_rows(pack: Pack, raw: pd.DataFrame) -> list[dict]:
-    """Raw rows as a model server's request carries them (JSON types, None for missing)."""
-    present = [c for c in pack.request_columns if c in raw.columns]
-    return json.loads(raw[present].to_json(orient="records", date_format="iso"))
 
 
 def _progress_callback(total: int, every: int = 50):

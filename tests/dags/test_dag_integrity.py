@@ -103,11 +103,3 @@ def test_provider_is_registered_with_airflow():
     listing = next(line for line in out.stdout.splitlines() if line.startswith("[{"))
     names = {p["package_name"] for p in json.loads(listing)}
     assert "airflow-provider-driftline" in names
-
-
-def test_trigger_is_importable_by_path_and_round_trips():
-    from airflow.sdk.module_loading import import_string
-    from driftline_provider.triggers.drift import DriftReportTrigger
-
-    path, kwargs = DriftReportTrigger("/x", 0.4, 2.0).serialize()
-    assert import_string(path)(**kwargs).serialize() == (path, kwargs)

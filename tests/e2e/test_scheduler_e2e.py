@@ -21,9 +21,9 @@ import pytest
 from driftline.landing import replay
 from driftline.packs.timeline import iter_intervals
 from driftline.registry import Registry
+from driftline.scoring import request_rows
 from driftline.serving.paths import router_url
 from driftline.serving.probe import free_ports
-from driftline.training import request_rows
 
 from tests.helpers import ROOT, TEST_CONFIG, workspace_at
 

@@ -18,9 +18,10 @@ from driftline.landing import replay
 from driftline.monitoring import run_drift_report
 from driftline.packs.timeline import iter_intervals
 from driftline.registry import Registry
+from driftline.scoring import request_rows
 from driftline.serving.bluegreen import BlueGreen
 from driftline.serving.router import NGINX
-from driftline.training import request_rows, train
+from driftline.training import train
 from driftline.validation import DataValidationError
 from driftline.versioning import DataRepo
 from sklearn.metrics import mean_squared_error
@@ -87,7 +88,7 @@ def test_training_is_squared_error_with_metrics_checked_by_sklearn(models):
     holdout = version.holdout()
     booster = version.load_booster()
     from driftline.features import FeatureSchema
-    from driftline.training import predict
+    from driftline.scoring import predict
 
     predicted = predict(ws.pack, booster, holdout,
                         FeatureSchema.from_dict(version.metadata["feature_schema"]))
@@ -110,7 +111,7 @@ def test_regression_gate_compares_rmse_and_mae_on_the_same_holdout(models, tmp_p
                      "MAE increase vs champion", "training-data drift share"]
     # each model's RMSE on the candidate's holdout, computed here: sklearn on its predictions
     from driftline.features import FeatureSchema
-    from driftline.training import predict
+    from driftline.scoring import predict
 
     holdout = candidate.holdout()
     ours, theirs = (float(np.sqrt(mean_squared_error(holdout["cnt"], predict(

@@ -8,8 +8,9 @@ from driftline.evaluation import run_gate
 from driftline.features import FeatureSchema
 from driftline.packs.timeline import iter_intervals
 from driftline.registry import Registry
+from driftline.scoring import predict
 from driftline.settings import GateSettings
-from driftline.training import predict, train
+from driftline.training import train
 from driftline.versioning import DataRepo
 from sklearn.metrics import log_loss, roc_auc_score
 

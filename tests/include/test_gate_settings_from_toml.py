@@ -14,8 +14,9 @@ import pytest
 from driftline.evaluation import run_gate
 from driftline.features import FeatureSchema
 from driftline.registry import Registry
+from driftline.scoring import predict
 from driftline.settings import load_settings
-from driftline.training import predict, train
+from driftline.training import train
 from driftline.versioning import DataRepo
 from driftline.workspace import open_workspace
 from sklearn.metrics import roc_auc_score

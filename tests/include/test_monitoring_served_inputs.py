@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from driftline.monitoring import MIN_ROWS, run_drift_report
 from driftline.registry import Registry
+from driftline.scoring import request_rows
 from driftline.serving.app import create_app
-from driftline.training import request_rows
 
 from tests.helpers import workspace_at
 

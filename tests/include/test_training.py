@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 from driftline.features import FeatureSchema
 from driftline.registry import Registry
+from driftline.scoring import predict
 from driftline.settings import TrainingSettings
 from driftline.training import (
     GpuUnavailableError,
     main,
-    predict,
     resolve_params,
     split_holdout,
     task_metrics,

@@ -37,12 +37,12 @@ from fastapi.responses import JSONResponse
 
 from driftline.features import FeatureSchema
 from driftline.registry import ModelVersion, Registry
+from driftline.scoring import predict
 from driftline.serving.batcher import MicroBatcher
 from driftline.serving.paths import SLOTS, check_slot, live_link, slot_socket
 from driftline.serving.prediction_log import PredictionLogger
 from driftline.serving.schema import RequestDecoder, RequestError, prediction_items
 from driftline.serving.verify import VERIFY_HEADER
-from driftline.training import predict
 from driftline.workspace import Workspace, open_workspace
 
 log = logging.getLogger(__name__)

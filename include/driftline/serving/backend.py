@@ -1,21 +1,28 @@
-"""One deploy interface over the two serving backends.
+"""The serving backend named by ``[serving] backend``, chosen through a name → class map.
 
-Both backends offer ``deploy(model_version, reason)``, ``rollback(reason)`` and
-``status()`` and return the same shape: ``live`` (the live slot), ``slots`` (each slot's
-``version``), ``history`` (switch records with their reasons), plus ``changed`` and
-``switch`` from ``deploy``/``rollback``. Failures raise
-:class:`~driftline.serving.bluegreen.DeployError` and leave the live slot serving.
+Every backend offers ``deploy(model_version, reason)``, ``rollback(reason)`` and ``status()``
+and returns the same shape: ``live`` (the live slot), ``slots`` (each slot's ``version``),
+``history`` (switch records with their reasons), plus ``changed`` and ``switch`` from
+``deploy``/``rollback``. Failures raise :class:`~driftline.serving.verify.DeployError` and
+leave the live slot serving. Both run :mod:`driftline.serving.deploy` over their own
+:class:`~driftline.serving.deploy.SlotPlatform`; a third backend is one module and one line
+in :data:`SERVING_BACKENDS`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import importlib
 from typing import Protocol
 
 from driftline.registry import ModelVersion
 from driftline.workspace import Workspace
 
-BACKENDS = ("local", "kubernetes")
+SERVING_BACKENDS = {
+    "local": "driftline.serving.bluegreen.BlueGreen",
+    "kubernetes": "driftline.serving.kubernetes.platform.KubernetesBlueGreen",
+}
+"""Backend name → class path, imported only when chosen (the Kubernetes one needs the
+``kubernetes`` client)."""
 
 
 class ServingBackend(Protocol):
@@ -26,36 +33,14 @@ class ServingBackend(Protocol):
     def status(self) -> dict: ...
 
 
-def utc_now() -> str:
-    """Now, as an ISO 8601 UTC timestamp to the millisecond (state and history records)."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-
-
-def switch_record(action: str, from_slot: str | None, to_slot: str, version: str,
-                  previous_version: str | None, reason: str, switched_at: float,
-                  **extra) -> dict:
-    """One history entry of either backend: a deploy, rollback or auto-rollback.
-
-    :param switched_at: wall-clock time of the switch (``time.time()``).
-    :param extra: backend-specific figures (how long confirming took, shadow results).
-    """
-    return {"at": utc_now(), "action": action, "from_slot": from_slot, "to_slot": to_slot,
-            "version": version, "previous_version": previous_version, "reason": reason,
-            "switched_at": round(switched_at, 6), **extra}
-
-
 def serving_backend(ws: Workspace) -> ServingBackend:
     """The backend named by ``[serving] backend``, for one pack.
 
     :raises ValueError: an unknown backend name.
     """
     name = ws.settings.serving.backend
-    if name == "local":
-        from driftline.serving.bluegreen import BlueGreen
-
-        return BlueGreen(ws)
-    if name == "kubernetes":
-        from driftline.serving.kubernetes import KubernetesBlueGreen
-
-        return KubernetesBlueGreen(ws)
-    raise ValueError(f"[serving] backend = {name!r}: expected one of {list(BACKENDS)}")
+    if name not in SERVING_BACKENDS:
+        raise ValueError(f"[serving] backend = {name!r}: expected one of "
+                         f"{list(SERVING_BACKENDS)}")
+    module, _, cls = SERVING_BACKENDS[name].rpartition(".")
+    return getattr(importlib.import_module(module), cls)(ws)

@@ -28,8 +28,7 @@ import httpx
 from filelock import FileLock
 
 from driftline.registry import ModelVersion, Registry
-from driftline.serving.backend import utc_now
-from driftline.serving.deploy import deploy, rollback
+from driftline.serving.deploy import deploy, rollback, utc_now
 from driftline.serving.paths import (
     SLOTS,
     live_link,

@@ -16,6 +16,7 @@ interface in one module; the algorithm does not change.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -24,7 +25,6 @@ from typing import Any, Protocol
 
 from driftline.packs import Pack
 from driftline.registry import ArtifactIntegrityError, ModelVersion
-from driftline.serving.backend import switch_record
 from driftline.serving.paths import other_slot
 from driftline.serving.verify import DeployError, recent_served_rows, shadow_compare, smoke_check
 from driftline.settings import ServingSettings
@@ -38,8 +38,9 @@ class SlotPlatform(Protocol):
     """Where one pack's two slots run. Slot names are ``blue`` and ``green``; ``None`` as a
     slot means "through the live route" (the router, the live Service)."""
 
-    live_route: str
-    """Names the live route in messages, e.g. ``the router``."""
+    @property
+    def live_route(self) -> str:
+        """Names the live route in messages, e.g. ``the router``."""
     verified_field: str
     """The switch record's field for how long confirming a switch took."""
     watch_poll_s: float
@@ -235,6 +236,24 @@ def _auto_rollback(platform: SlotPlatform, state: dict, target: str, live: str |
     platform.write_state(state)
     raise DeployError(f"{version} failed its post-switch check through {platform.live_route} "
                       f"({failure}); rolled back automatically to {live_version} in slot {live}")
+
+
+def utc_now() -> str:
+    """Now, as an ISO 8601 UTC timestamp to the millisecond (state and history records)."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def switch_record(action: str, from_slot: str | None, to_slot: str, version: str,
+                  previous_version: str | None, reason: str, switched_at: float,
+                  **extra) -> dict:
+    """One history entry of any platform: a deploy, rollback or auto-rollback.
+
+    :param switched_at: wall-clock time of the switch (``time.time()``).
+    :param extra: platform-specific figures (how long confirming took, shadow results).
+    """
+    return {"at": utc_now(), "action": action, "from_slot": from_slot, "to_slot": to_slot,
+            "version": version, "previous_version": previous_version, "reason": reason,
+            "switched_at": round(switched_at, 6), **extra}
 
 
 def _record(platform: SlotPlatform, state: dict, action: str, from_slot: str | None,

@@ -1,7 +1,7 @@
 """Training in a Kubernetes pod: the cncf-kubernetes KubernetesPodOperator, configured.
 
 The pod runs the same entrypoint with the same arguments as the local path
-(``python`` + :func:`driftline.planning.training_command`). Designed
+(``python`` + :func:`driftline.planning.pod_training_command`). Designed
 around known traps:
 
 - GPUs are requested as a *limit* (``nvidia.com/gpu``); Kubernetes ignores GPU requests alone.
@@ -21,10 +21,12 @@ from typing import Any
 from airflow.providers.cncf.kubernetes.callbacks import KubernetesPodOperatorCallback
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.common.compat.sdk import XCOM_RETURN_KEY
-from airflow.sdk.exceptions import AirflowException
-from driftline.planning import training_command
-from driftline.settings import KubernetesSettings, load_settings
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from driftline.planning import PlanError, pod_training_command
+from driftline.settings import KubernetesSettings
 from kubernetes.client import models as k8s
+
+from driftline_provider.hooks.driftline import DriftlineHook
 
 LOG_TAIL_LINES = 200
 
@@ -74,43 +76,28 @@ class TrainingResultCallback(KubernetesPodOperatorCallback):
 CONFIG_DIR = "/etc/driftline"
 
 
-def pod_options(cfg: KubernetesSettings) -> dict[str, Any]:
+STATIC_POD_OPTIONS: dict[str, Any] = {
+    "cmds": ["python"],
+    "get_logs": True,
+    "do_xcom_push": False,
+    "on_finish_action": "delete_pod",
+    "durable": True,  # reattach to a running pod after a worker restart
+    "log_events_on_failure": True,
+    # a real kubelet then reports the log tail as the termination message on failure
+    "termination_message_policy": "FallbackToLogsOnError",
+}
+"""KubernetesPodOperator arguments that do not depend on driftline's settings."""
+POD_LABELS = {"app.kubernetes.io/name": "driftline", "app.kubernetes.io/component": "training"}
+
+
+def settings_options(cfg: KubernetesSettings) -> dict[str, Any]:
     """KubernetesPodOperator arguments derived from driftline's ``[kubernetes]`` settings."""
     limits = {"memory": cfg.memory_limit}
     if cfg.gpus:
         limits["nvidia.com/gpu"] = str(cfg.gpus)
-    options: dict[str, Any] = {
-        "image": cfg.image,
-        "namespace": cfg.namespace,
-        "cmds": ["python"],
-        "container_resources": k8s.V1ResourceRequirements(
-            requests={"cpu": cfg.cpu_request, "memory": cfg.memory_request}, limits=limits),
-        "node_selector": dict(cfg.node_selector) if cfg.gpus else {},
-        "tolerations": [k8s.V1Toleration(**t) for t in cfg.tolerations] if cfg.gpus else [],
-        "security_context": k8s.V1PodSecurityContext(
-            run_as_non_root=True, run_as_user=cfg.run_as_user, run_as_group=cfg.run_as_user,
-            fs_group=cfg.run_as_user, seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault")),
-        "container_security_context": k8s.V1SecurityContext(
-            allow_privilege_escalation=False, run_as_non_root=True,
-            capabilities=k8s.V1Capabilities(drop=["ALL"])),
-        "env_vars": [k8s.V1EnvVar(name="DRIFTLINE_HOME", value=cfg.home),
-                     k8s.V1EnvVar(name="DRIFTLINE_PACKS", value=cfg.packs_dir),
-                     k8s.V1EnvVar(name="PYTHONUNBUFFERED", value="1")],
-        "env_from": [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(
-            name=cfg.remote_secret, optional=True))] if cfg.remote_secret else [],
-        "labels": {"app.kubernetes.io/name": "driftline",
-                   "app.kubernetes.io/component": "training"},
-        "startup_timeout_seconds": cfg.startup_timeout_s,
-        "in_cluster": cfg.in_cluster,
-        "get_logs": True,
-        "do_xcom_push": False,
-        "on_finish_action": "delete_pod",
-        "durable": True,  # reattach to a running pod after a worker restart
-        "log_events_on_failure": True,
-        # a real kubelet then reports the log tail as the termination message on failure
-        "termination_message_policy": "FallbackToLogsOnError",
-        "deferrable": cfg.deferrable,
-    }
+    env = [k8s.V1EnvVar(name="DRIFTLINE_HOME", value=cfg.home),
+           k8s.V1EnvVar(name="DRIFTLINE_PACKS", value=cfg.packs_dir),
+           k8s.V1EnvVar(name="PYTHONUNBUFFERED", value="1")]
     volumes, mounts = [], []
     if cfg.home_pvc:
         volumes.append(k8s.V1Volume(name="driftline-home", persistent_volume_claim=(
@@ -121,38 +108,66 @@ def pod_options(cfg: KubernetesSettings) -> dict[str, Any]:
             k8s.V1ConfigMapVolumeSource(name=cfg.config_map))))
         mounts.append(k8s.V1VolumeMount(name="driftline-config", mount_path=CONFIG_DIR,
                                         read_only=True))
-        options["env_vars"].append(k8s.V1EnvVar(name="DRIFTLINE_CONFIG",
-                                                value=f"{CONFIG_DIR}/driftline.toml"))
-    options["volumes"], options["volume_mounts"] = volumes, mounts
-    if cfg.service_account:
-        options["service_account_name"] = cfg.service_account
-    if cfg.config_file:
-        options["config_file"] = cfg.config_file
-    if cfg.cluster_context:
-        options["cluster_context"] = cfg.cluster_context
+        env.append(k8s.V1EnvVar(name="DRIFTLINE_CONFIG", value=f"{CONFIG_DIR}/driftline.toml"))
+    options: dict[str, Any] = {
+        "image": cfg.image,
+        "namespace": cfg.namespace,
+        "container_resources": k8s.V1ResourceRequirements(
+            requests={"cpu": cfg.cpu_request, "memory": cfg.memory_request}, limits=limits),
+        "node_selector": dict(cfg.node_selector) if cfg.gpus else {},
+        "tolerations": [k8s.V1Toleration(**t) for t in cfg.tolerations] if cfg.gpus else [],
+        "security_context": k8s.V1PodSecurityContext(
+            run_as_non_root=True, run_as_user=cfg.run_as_user, run_as_group=cfg.run_as_user,
+            fs_group=cfg.run_as_user, seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault")),
+        "container_security_context": k8s.V1SecurityContext(
+            allow_privilege_escalation=False, run_as_non_root=True,
+            capabilities=k8s.V1Capabilities(drop=["ALL"])),
+        "env_vars": env,
+        "env_from": [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(
+            name=cfg.remote_secret, optional=True))] if cfg.remote_secret else [],
+        "volumes": volumes,
+        "volume_mounts": mounts,
+        "startup_timeout_seconds": cfg.startup_timeout_s,
+        "in_cluster": cfg.in_cluster,
+        "deferrable": cfg.deferrable,
+        "service_account_name": cfg.service_account or None,
+        "config_file": cfg.config_file or None,
+        "cluster_context": cfg.cluster_context or None,
+    }
     return options
+
+
+def pod_options(cfg: KubernetesSettings) -> dict[str, Any]:
+    """Every KubernetesPodOperator argument driftline sets, for ``cfg``."""
+    return {**STATIC_POD_OPTIONS, "labels": dict(POD_LABELS), **settings_options(cfg)}
 
 
 class KubernetesTrainOperator(KubernetesPodOperator):
     """Run ``python -m driftline.training`` for a plan in a (GPU) pod and return its result.
 
+    The pod's image, namespace, resources and the rest come from the ``[kubernetes]``
+    settings of the driftline connection, resolved when the task runs (not when the DAG is
+    parsed), like every other driftline operator's settings.
+
     :param pack: the dataset pack (its spec must be in the image's packs directory).
     :param plan: the plan from :class:`PlanTrainingOperator` (an XComArg).
-    :param settings: ``[kubernetes]`` settings; default from driftline's configuration.
+    :param settings: ``[kubernetes]`` settings; default: the connection's.
+    :param driftline_conn_id: the driftline connection (see
+        :class:`~driftline_provider.hooks.driftline.DriftlineHook`).
     :param kwargs: anything KubernetesPodOperator takes; overrides the settings.
     """
 
     template_fields = (*KubernetesPodOperator.template_fields, "plan")
 
     def __init__(self, *, pack: str, plan: Any, settings: KubernetesSettings | None = None,
-                 **kwargs: Any):
-        cfg = settings or load_settings().kubernetes
+                 driftline_conn_id: str = DriftlineHook.default_conn_name, **kwargs: Any):
         self.pack = pack
-        self.data_repo_url = cfg.data_repo_url
-        self.gpus = cfg.gpus
-        options = pod_options(cfg)
-        options["labels"] = {**options["labels"], "driftline.io/pack": pack}
-        options = {**options, "name": f"driftline-train-{pack.replace('_', '-')}", **kwargs}
+        self.kubernetes_settings = settings
+        self.driftline_conn_id = driftline_conn_id
+        self.explicit_options = set(kwargs)
+        labels = {**POD_LABELS, "driftline.io/pack": pack}
+        options = {**STATIC_POD_OPTIONS, "labels": labels,
+                   "name": f"driftline-train-{pack.replace('_', '-')}", **kwargs}
         callbacks = options.pop("callbacks", [])
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
         super().__init__(callbacks=[TrainingResultCallback, *callbacks], **options)
@@ -161,35 +176,43 @@ class KubernetesTrainOperator(KubernetesPodOperator):
         self.training_exit_code: int | None = None
         self.training_last_line = ""
 
+    def resolved_settings(self) -> KubernetesSettings:
+        """The ``[kubernetes]`` settings, applied to the pod's arguments on first use (the
+        operator's own keyword arguments win)."""
+        if self.kubernetes_settings is None:
+            hook = DriftlineHook(driftline_conn_id=self.driftline_conn_id)
+            self.kubernetes_settings = hook.get_settings().kubernetes
+        if not getattr(self, "_settings_applied", False):
+            for key, value in settings_options(self.kubernetes_settings).items():
+                if key not in self.explicit_options:
+                    setattr(self, key, value)
+            self._settings_applied = True
+        return self.kubernetes_settings
+
     def training_arguments(self, plan: dict) -> list[str]:
-        """The container's args: the local path's, plus ``--data-repo`` when configured.
+        """The container's args (:func:`driftline.planning.pod_training_command`).
 
-        A pod that is given GPUs trains on ``cuda`` unless the plan names a device, so a
-        GPU pod never quietly trains on its CPU (the entrypoint fails if no GPU is visible).
-
-        :raises AirflowException: the plan is another pack's (the pod is named and labelled
-            after this task's pack).
+        :raises AirflowFailException: the plan is another pack's (not retried).
         """
-        if plan.get("pack") != self.pack:
-            raise AirflowException(f"the plan is for pack {plan.get('pack')!r}, but this task "
-                                   f"trains pack {self.pack!r}")
-        if self.gpus and "device" not in (plan.get("params") or {}):
-            plan = {**plan, "params": {**(plan.get("params") or {}), "device": "cuda"}}
-        args = training_command(plan)
-        if self.data_repo_url:
-            args += ["--data-repo", self.data_repo_url]
-        return args
+        cfg = self.resolved_settings()
+        try:
+            return pod_training_command(plan, self.pack, cfg.gpus, cfg.data_repo_url)
+        except PlanError as exc:
+            raise AirflowFailException(str(exc)) from exc
 
     def build_pod_request_obj(self, context=None, *, dry_run: bool = False) -> k8s.V1Pod:
+        self.resolved_settings()
         if isinstance(self.plan, dict):  # rendered; an unrendered XComArg in a dry run
             self.arguments = self.training_arguments(self.plan)
         return super().build_pod_request_obj(context, dry_run=dry_run)
 
     def execute(self, context):
+        self.resolved_settings()
         super().execute(context)
         return self._result(context)
 
     def trigger_reentry(self, context, event):
+        self.resolved_settings()  # a new process after the deferral
         super().trigger_reentry(context, event)
         return self._result(context)
 

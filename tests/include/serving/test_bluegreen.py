@@ -14,11 +14,11 @@ import httpx
 import numpy as np
 import pytest
 from driftline.registry import Registry
+from driftline.scoring import request_rows
 from driftline.serving.bluegreen import BlueGreen, DeployError, stop_serving
 from driftline.serving.paths import router_url, slot_client, slot_log, slot_socket
 from driftline.serving.probe import PredictionProbe
 from driftline.serving.router import Router, RouterError
-from driftline.training import request_rows
 from driftline.workspace import Workspace, open_workspace
 
 from tests.helpers import socket_inodes

@@ -14,13 +14,13 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 from driftline.packs import load_pack
-from driftline.serving.kubernetes import (
+from driftline.serving.kubernetes import KubernetesBlueGreen
+from driftline.serving.kubernetes.manifests import (
     LABEL_NAME,
     LABEL_PACK,
     LABEL_SLOT,
     LABEL_VERSION,
     ROLES,
-    KubernetesBlueGreen,
     deployment_name,
     live_service,
     live_service_name,

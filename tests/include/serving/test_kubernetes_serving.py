@@ -31,12 +31,13 @@ import pytest
 from driftline.features import FeatureSchema
 from driftline.packs import Pack, load_pack
 from driftline.registry import ModelVersion, Registry, sha256_file
-from driftline.serving.kubernetes import (
+from driftline.scoring import predict, request_rows
+from driftline.serving.kubernetes import KubernetesBlueGreen
+from driftline.serving.kubernetes.manifests import (
     LABEL_NAME,
     LABEL_PACK,
     LABEL_SLOT,
     LABEL_VERSION,
-    KubernetesBlueGreen,
     label_selector,
     live_service_name,
 )
@@ -44,7 +45,7 @@ from driftline.serving.paths import predictions_dir
 from driftline.serving.probe import free_ports
 from driftline.serving.verify import DeployError
 from driftline.settings import Settings, load_settings
-from driftline.training import SMOKE_ROWS, predict, request_rows
+from driftline.training import SMOKE_ROWS
 from driftline.workspace import Workspace
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -466,18 +467,18 @@ def test_candidate_that_disagrees_with_live_over_the_limit_is_refused(cluster, f
 
 def test_a_second_deployer_is_refused_while_one_holds_the_lock(cluster):
     first, second = cluster.backend(), cluster.backend()
-    with first._locked("deploy", "v0002"):
+    with first.locked("deploy", "v0002"):
         with pytest.raises(DeployError, match="in progress since"):
             second.deploy(cluster.version("v0001"), "concurrent")
         with pytest.raises(DeployError, match="in progress since"):
             second.rollback("concurrent")
     # a deployer that read the state before someone else wrote it cannot overwrite it
-    state = first._read_state()
-    with second._locked("rollback"):
+    state = first.state.read()
+    with second.locked("rollback"):
         pass
     state["live"] = "nonsense"
     with pytest.raises(DeployError, match="was changed by someone else"):
-        first._write_state(state)
+        first.write_state(state)
     assert cluster.state()["live"] != "nonsense"
 
 

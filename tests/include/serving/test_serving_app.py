@@ -20,13 +20,14 @@ with warnings.catch_warnings():  # starlette's notice that httpx2 is preferred
     from fastapi.testclient import TestClient
 
 from driftline.registry import ArtifactIntegrityError
+from driftline.scoring import request_rows
 from driftline.serving.app import bind_unix, create_app
 from driftline.serving.bluegreen import settings_toml
 from driftline.serving.paths import slot_client, slot_socket
 from driftline.serving.prediction_log import PredictionLogger, read_served_inputs
 from driftline.serving.probe import free_ports
 from driftline.settings import load_settings
-from driftline.training import SMOKE_ROWS, request_rows
+from driftline.training import SMOKE_ROWS
 from driftline.workspace import open_workspace
 
 NEW_YORK = ZoneInfo("America/New_York")

@@ -269,3 +269,36 @@ def test_a_gpu_pod_trains_on_cuda_unless_the_plan_names_a_device():
     from dataclasses import replace
 
     assert params(replace(SETTINGS, gpus=0), no_device) == {"max_depth": 4}
+
+
+def test_settings_come_from_the_connection_when_the_task_runs_not_at_parse_time(
+        monkeypatch, tmp_path):
+    """Constructing the operator (what DAG parsing does) reads no settings: a broken
+    configuration file does not stop it. Rendering the pod resolves ``[kubernetes]`` through
+    the driftline connection's config file; the operator's own arguments still win."""
+    from airflow.models import Connection
+
+    monkeypatch.setenv("DRIFTLINE_CONFIG", str(tmp_path / "missing.toml"))
+    op = KubernetesTrainOperator(task_id="train", pack="flights", plan=PLAN,
+                                 driftline_conn_id="driftline_k8s")
+    assert op.kubernetes_settings is None and op.image is None and op.namespace is None
+
+    config = tmp_path / "driftline.toml"
+    config.write_text('[kubernetes]\nimage = "registry.example/from-connection:1"\n'
+                      'namespace = "from-connection"\ngpus = 1\n')
+    conn = Connection(conn_id="driftline_k8s", conn_type="driftline",
+                      extra=json.dumps({"config": str(config)}))
+    monkeypatch.setenv("AIRFLOW_CONN_DRIFTLINE_K8S", conn.as_json())
+    op.hook = mock.Mock(is_in_cluster=False)
+    pod = ApiClient().sanitize_for_serialization(op.build_pod_request_obj(context()))
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == "registry.example/from-connection:1"
+    assert pod["metadata"]["namespace"] == "from-connection"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+    explicit = KubernetesTrainOperator(task_id="train", pack="flights", plan=PLAN,
+                                       driftline_conn_id="driftline_k8s", namespace="mine")
+    explicit.hook = mock.Mock(is_in_cluster=False)
+    pod = ApiClient().sanitize_for_serialization(explicit.build_pod_request_obj(context()))
+    assert pod["metadata"]["namespace"] == "mine"
+    assert pod["spec"]["containers"][0]["image"] == "registry.example/from-connection:1"

@@ -28,9 +28,10 @@ import pytest
 import structlog.testing
 from driftline.features import FeatureSchema
 from driftline.registry import Registry
+from driftline.scoring import predict
 from driftline.serving.probe import free_ports
 from driftline.settings import load_settings
-from driftline.training import predict, train
+from driftline.training import train
 from driftline.versioning import DataRepo
 from driftline.workspace import open_workspace
 from kubernetes import client, watch
@@ -40,7 +41,7 @@ from urllib3.exceptions import ProtocolError
 from tests.gpu import CUDA_DEVICES, cuda_available
 
 pytestmark = pytest.mark.k8s
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PACKS_DAGS = ROOT / "dags" / "driftline_packs.py"
 PACKS = ROOT / "packs"
 TEST_CONFIG = ROOT / "tests" / "driftline-test.toml"  # the source; this module sets its own port
@@ -219,7 +220,7 @@ def test_train_dag_trains_in_a_gpu_pod_and_registers_the_model(k8s, deferrable):
     before = {v.version for v in registry.versions()}
     dag = parse_train_dag()
     assert isinstance(dag.task_dict["train"], KubernetesTrainOperator)
-    assert dag.task_dict["train"].deferrable is deferrable
+    assert dag.task_dict["train"].resolved_settings().deferrable is deferrable
 
     pods = PodRecorder(k8s.api, k8s.namespace)
     # new hyperparameters: a new run key, so the pod really trains (no reuse of v0001);

@@ -21,7 +21,7 @@ from driftline.planning import training_command
 from driftline.settings import KubernetesServingSettings, KubernetesSettings
 from driftline_provider.operators.kubernetes import pod_options
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 INCLUDE = ROOT / "include"
 DOCKERFILE = INCLUDE / "Dockerfile"
 IMAGE_PACKS = "/opt/driftline/packs"
