@@ -240,7 +240,9 @@ def bind_tcp(host: str, port: int) -> socket.socket:
 
 
 def bind_unix(path: Path) -> socket.socket:
-    """A listening unix socket at ``path``, mode 0666; a stale socket file there is replaced.
+    """A listening unix socket at ``path``, mode 0600: only its owner (the router's nginx
+    workers run as the same user, or as root) may connect. A stale socket file there is
+    replaced.
 
     :raises OSError: a server still listens on ``path``.
     """
@@ -256,8 +258,12 @@ def bind_unix(path: Path) -> socket.socket:
         finally:
             probe.close()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
-    os.chmod(path, 0o666)
+    umask = os.umask(0o177)  # never briefly connectable by others (before any thread starts)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(umask)
+    os.chmod(path, 0o600)
     sock.listen(1024)
     return sock
 

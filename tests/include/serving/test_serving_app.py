@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -358,9 +359,37 @@ def test_main_serves_on_its_unix_socket_and_on_a_port_when_asked(ws, version):
 def test_bind_unix_replaces_only_a_stale_socket(tmp_path):
     path = tmp_path / "slot.sock"
     listening = bind_unix(path)
-    assert path.stat().st_mode & 0o777 == 0o666
+    assert path.stat().st_mode & 0o777 == 0o600
     with pytest.raises(OSError, match="another server is listening"):
         bind_unix(path)
     listening.close()  # the file stays behind, as after a crash
     assert path.is_socket()
     bind_unix(path).close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to try as another user")
+def test_another_user_cannot_connect_to_a_slot_socket():
+    """Issue 9: slot sockets were 0666, so any local user could call a model directly. The
+    control (the same socket made 0666) shows the other user could reach it otherwise."""
+    import shutil
+    import tempfile
+
+    probe = ("import socket, sys\ns = socket.socket(socket.AF_UNIX)\n"
+             "try:\n    s.connect(sys.argv[1])\nexcept PermissionError:\n    sys.exit(13)\n")
+    python = shutil.which("python3", path="/usr/bin:/bin")
+
+    def connect(path, **user) -> int:
+        return subprocess.run([python, "-I", "-c", probe, str(path)], capture_output=True,
+                              text=True, timeout=60, **user).returncode
+
+    with tempfile.TemporaryDirectory(dir="/tmp") as directory:
+        os.chmod(directory, 0o755)  # traversable by everyone: only the socket's mode decides
+        path = Path(directory) / "slot.sock"
+        listening = bind_unix(path)
+        try:
+            assert connect(path, user="nobody") == 13
+            assert connect(path) == 0
+            os.chmod(path, 0o666)
+            assert connect(path, user="nobody") == 0
+        finally:
+            listening.close()
