@@ -50,6 +50,11 @@ def ingest_interval(ws: Workspace, start: dt.date) -> PartitionVersion:
     """
     pack = ws.pack
     source = ws.landing_path(start)
+    oversized = _file_size_check(ws, source)
+    if oversized:
+        result = ValidationResult(source.name, 0, [oversized])
+        quarantine(ws, source, result)
+        raise DataValidationError(result)
     try:
         frame = read_landing_file(pack, source)
     except ValueError as exc:  # unreadable file: quarantine with the parser's message
@@ -58,15 +63,50 @@ def ingest_interval(ws: Workspace, start: dt.date) -> PartitionVersion:
                                                          False)])
         quarantine(ws, source, result)
         raise DataValidationError(result) from exc
-    result = validate_landing_frame(pack, frame, source.name, ws.validation, start=start)
+    result = validate_landing_frame(pack, frame, source.name, ws.validation, start=start,
+                                    history_rows=recent_row_counts(ws, start))
     _save_validation(ws, start, result)
     for check in result.failures:
         log.error("check failed: %s", check.describe())
+    for check in result.warnings:
+        log.warning("check failed, ingesting anyway ([validation] policy): %s",
+                    check.describe())
     if not result.passed:
         quarantine(ws, source, result)
         raise DataValidationError(result)
     log.info("%s passed %d checks (%d rows)", source.name, len(result.checks), result.rows)
     return DataRepo.of(ws).write_partition(start, frame)
+
+
+def _file_size_check(ws: Workspace, source: Path) -> Check | None:
+    """A failed check if the landing file is larger than ``[validation] max_file_mb``."""
+    try:
+        size_mb = source.stat().st_size / 2**20
+    except OSError:
+        return None  # read_landing_file names a missing or unreadable file
+    limit = ws.validation.max_file_mb
+    if size_mb <= limit:
+        return None
+    return Check("file size (MiB)", None, round(size_mb, 1), limit, False)
+
+
+def recent_row_counts(ws: Workspace, start: dt.date) -> list[int]:
+    """Row counts of the pack's last ``history_partitions`` intervals ingested before
+    ``start`` (from their validation reports)."""
+    counts = []
+    for path in sorted((ws.reports_dir / "validation").glob("*.json"), reverse=True):
+        try:
+            day = dt.date.fromisoformat(path.stem)
+        except ValueError:
+            continue
+        if day >= start:
+            continue
+        report = json.loads(path.read_text())
+        if report.get("passed") and report.get("rows"):
+            counts.append(int(report["rows"]))
+        if len(counts) == ws.validation.history_partitions:
+            break
+    return counts
 
 
 def _save_validation(ws: Workspace, start: dt.date, result: ValidationResult) -> None:

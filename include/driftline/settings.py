@@ -22,7 +22,7 @@ import os
 import tomllib
 from dataclasses import field
 from pathlib import Path
-from typing import dataclass_transform
+from typing import Literal, dataclass_transform
 
 import pydantic
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
@@ -51,6 +51,20 @@ class ValidationSettings:
     """Largest share of a column's values outside its declared categories."""
     max_outside_interval_share: float = 0.0
     """Largest share of rows whose time falls outside the file's data interval."""
+    max_duplicate_share: float = 0.01
+    """Largest share of rows that repeat an earlier row of the file exactly."""
+    max_rows_vs_history: float = 3.0
+    """Most rows a file may hold, as a multiple of the median row count of the pack's last
+    ``history_partitions`` ingested intervals (0: no limit)."""
+    history_partitions: int = 30
+    """How many earlier ingested intervals the row-count limit compares with."""
+    max_file_mb: float = 200.0
+    """Largest landing file, in MiB; a larger one is refused before it is read."""
+    on_duplicates: Literal["fail", "warn"] = "fail"
+    """``fail`` (quarantine) or ``warn`` (ingest, and flag it in the report) when the duplicate
+    share is over its limit."""
+    on_volume: Literal["fail", "warn"] = "fail"
+    """``fail`` or ``warn`` when the row count is over its limit against the history."""
 
 
 @dataclass

@@ -3,8 +3,10 @@ run before anything is stored.
 
 Column presence and types are checked first (a file without them cannot be measured). Row
 count, null shares, value ranges, unknown categories and rows outside the file's data
-interval are Evidently tests, so every file gets the same report format. Every failed check
-names the column, the measured value and the limit.
+interval are Evidently tests, so every file gets the same report format; duplicated rows and
+the row count against the pack's recent intervals follow, each failing or only warning per
+the pack's ``[validation]`` policy. Every failed check names the column, the measured value
+and the limit.
 """
 
 from __future__ import annotations
@@ -26,17 +28,26 @@ TIME_OFFSET = "__hours_into_interval"
 
 @dataclass(frozen=True)
 class Check:
-    """One named check with what was measured and the limit it was held to."""
+    """One named check with what was measured and the limit it was held to.
+
+    A failed check of severity ``warn`` is reported but does not reject the file (the pack's
+    ``[validation] on_duplicates`` / ``on_volume`` policy).
+    """
 
     name: str
     column: str | None
     value: float | str
     threshold: float | str
     passed: bool
+    severity: str = "fail"
+
+    @property
+    def rejects(self) -> bool:
+        return not self.passed and self.severity == "fail"
 
     def describe(self) -> str:
         where = f" on column {self.column!r}" if self.column else ""
-        verdict = "passed" if self.passed else "FAILED"
+        verdict = "passed" if self.passed else "FAILED" if self.rejects else "WARNING"
         return f"{self.name}{where} {verdict}: measured {self.value}, limit {self.threshold}"
 
 
@@ -50,14 +61,21 @@ class ValidationResult:
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
+        return not self.failures
 
     @property
     def failures(self) -> list[Check]:
-        return [c for c in self.checks if not c.passed]
+        """The checks that reject the file."""
+        return [c for c in self.checks if c.rejects]
+
+    @property
+    def warnings(self) -> list[Check]:
+        """Failed checks the pack's policy only reports."""
+        return [c for c in self.checks if not c.passed and not c.rejects]
 
     def to_dict(self) -> dict:
         return {"source": self.source, "rows": self.rows, "passed": self.passed,
+                "warnings": [c.describe() for c in self.warnings],
                 "checks": [asdict(c) for c in self.checks]}
 
 
@@ -169,15 +187,32 @@ def _check_from_test(test: dict, values: dict) -> Check:
                  threshold=test["test_config"]["threshold"], passed=test["status"] == "SUCCESS")
 
 
+def volume_checks(df: pd.DataFrame, limits: ValidationSettings,
+                  history_rows: list[int]) -> list[Check]:
+    """Duplicated rows, and the row count against the pack's recent intervals."""
+    duplicated = round(float(df.duplicated().mean()), 6)
+    checks = [Check("duplicate row share", None, duplicated, limits.max_duplicate_share,
+                    duplicated <= limits.max_duplicate_share, limits.on_duplicates)]
+    if history_rows and limits.max_rows_vs_history:
+        median = float(np.median(history_rows))
+        ratio = round(len(df) / median, 3)
+        checks.append(Check(f"row count / median of the last {len(history_rows)} intervals "
+                            f"({median:g} rows)", None, ratio, limits.max_rows_vs_history,
+                            ratio <= limits.max_rows_vs_history, limits.on_volume))
+    return checks
+
+
 def validate_landing_frame(pack: Pack, df: pd.DataFrame, source: str,
                            limits: ValidationSettings | None = None,
-                           start: dt.date | None = None) -> ValidationResult:
+                           start: dt.date | None = None,
+                           history_rows: list[int] | None = None) -> ValidationResult:
     """Check one interval's landing data against its pack's spec.
 
     :param df: the file's rows as read by :func:`driftline.landing.read_landing_file`.
     :param source: the file name, used in every message.
     :param limits: thresholds; default :class:`ValidationSettings`.
     :param start: the data interval's first day: every row's time must fall inside it.
+    :param history_rows: row counts of the pack's recent intervals (the volume check).
     """
     limits = limits or ValidationSettings()
     schema_failures = _schema_checks(pack, df)
@@ -186,4 +221,6 @@ def validate_landing_frame(pack: Pack, df: pd.DataFrame, source: str,
     if df.empty:  # Evidently's metrics fail on an empty frame; nothing else can be measured
         return ValidationResult(source, 0, [Check("row count", None, 0, f">= {limits.min_rows}",
                                                   False)])
-    return ValidationResult(source, len(df), _quality_checks(pack, df, limits, start))
+    checks = _quality_checks(pack, df, limits, start) + volume_checks(df, limits,
+                                                                       history_rows or [])
+    return ValidationResult(source, len(df), checks)

@@ -5,6 +5,7 @@ import shutil
 import tomllib
 
 import numpy as np
+import pandas as pd
 import pytest
 from driftline.ingest import ingest_interval
 from driftline.landing import read_landing_file, replay
@@ -12,7 +13,7 @@ from driftline.packs import load_pack
 from driftline.settings import ValidationSettings
 from driftline.validation import DataValidationError, validate_landing_frame
 
-from tests.helpers import PACKS, workspace_at
+from tests.helpers import PACKS, TEST_CONFIG, workspace_at
 
 DAY = dt.date(2013, 3, 5)
 
@@ -38,14 +39,14 @@ def test_a_real_day_passes_every_check(flights_pack, day):
     columns = tomllib.loads((PACKS / "flights" / "pack.toml").read_text())["columns"]
     required = {n: c for n, c in columns.items() if c.get("required", True)}
     expected = [("row count", None), ("share of rows outside the data interval", None),
-                ("share of rows whose time does not parse", None)]
+                ("share of rows whose time does not parse", None), ("duplicate row share", None)]
     expected += [("null share", n) for n, c in required.items()
                  if c.get("nullable") is False or "max_null_share" in c]
     expected += [(f"out-of-range share [{float(c['range'][0])}, {float(c['range'][1])}]", n)
                  for n, c in required.items() if "range" in c]
     assert sorted((c.name, c.column or "") for c in result.checks) == sorted(
         (name, column or "") for name, column in expected)
-    assert len(expected) == 37
+    assert len(expected) == 38
 
 
 def test_missing_column_fails_naming_it(flights_pack, day):
@@ -162,3 +163,78 @@ def test_checks_use_the_workspace_limits(tmp_path, day):
     assert _validate(ws.pack, day, ws.validation).passed
     strict = dataclasses.replace(ws.validation, max_out_of_range_share=0.003)
     assert [c.column for c in _validate(ws.pack, day, strict).failures] == ["humid"]
+
+
+def test_duplicated_rows_fail_or_only_warn_per_the_packs_policy(flights_pack, day):
+    twice = pd.concat([day, day], ignore_index=True)  # the same file landed twice, appended
+    result = _validate(flights_pack, twice)
+    assert [c.describe() for c in result.failures] == [
+        "duplicate row share FAILED: measured 0.5, limit 0.01"]
+    lenient = ValidationSettings(on_duplicates="warn")
+    result = _validate(flights_pack, twice, lenient)
+    assert result.passed and result.failures == []
+    assert result.to_dict()["warnings"] == [
+        "duplicate row share WARNING: measured 0.5, limit 0.01"]
+    one_repeat = pd.concat([day, day.iloc[:9]], ignore_index=True)  # 9 of 974: 0.92 %
+    assert _validate(flights_pack, one_repeat).passed
+
+
+def test_a_file_many_times_the_recent_intervals_fails_its_row_count_check(flights_pack, day):
+    history = [965, 1001, 930, 988, 950]
+    tenfold = pd.concat([day] * 10, ignore_index=True)
+    limits = ValidationSettings(max_duplicate_share=1.0)  # only the volume check here
+    result = validate_landing_frame(flights_pack, tenfold, "f.csv", limits, start=DAY,
+                                    history_rows=history)
+    assert [c.describe() for c in result.failures] == [
+        "row count / median of the last 5 intervals (965 rows) FAILED: measured 10.0, "
+        "limit 3.0"]
+    normal = validate_landing_frame(flights_pack, day, "f.csv", limits, start=DAY,
+                                    history_rows=history)
+    assert normal.passed and "row count / median of the last 5 intervals (965 rows)" in [
+        c.name for c in normal.checks]
+    warned = validate_landing_frame(flights_pack, tenfold, "f.csv",
+                                    ValidationSettings(max_duplicate_share=1.0, on_volume="warn"),
+                                    start=DAY, history_rows=history)
+    assert warned.passed and len(warned.warnings) == 1
+
+
+def test_ingest_compares_with_the_packs_own_history_and_refuses_an_oversized_file(
+        tmp_path, flights):
+    """The history is the row counts of the intervals ingested before, newest first; a file
+    over ``max_file_mb`` is quarantined unread and the lake keeps what it had."""
+    from driftline.ingest import recent_row_counts
+    from driftline.settings import load_settings
+    from driftline.workspace import open_workspace
+
+    ws = workspace_at(tmp_path)
+    days = [DAY + dt.timedelta(days=i) for i in range(4)]
+    replay(ws, days[0], days[-1], source=flights)
+    rows = {d: len(read_landing_file(ws.pack, ws.landing_path(d))) for d in days}
+    for d in days[:3]:
+        ingest_interval(ws, d)
+    assert recent_row_counts(ws, days[3]) == [rows[days[2]], rows[days[1]], rows[days[0]]]
+    assert recent_row_counts(ws, days[1]) == [rows[days[0]]]  # only intervals before
+    report = json.loads((ws.reports_dir / "validation" / f"{days[2]}.json").read_text())
+    median = sorted(rows[d] for d in days[:2])  # history of days[2]: days[0..1]
+    assert any(c["name"].startswith("row count / median of the last 2 intervals")
+               and c["value"] == round(rows[days[2]] / (sum(median) / 2), 3)
+               for c in report["checks"])
+
+    size_mb = ws.landing_path(days[3]).stat().st_size / 2**20
+    config = tmp_path / "strict.toml"
+    limit = round(size_mb / 2, 3)
+    config.write_text(TEST_CONFIG.read_text() + f"\n[validation]\nmax_file_mb = {limit}\n")
+    strict = open_workspace("flights", load_settings(home=tmp_path, config=config,
+                                                     packs_dir=PACKS))
+    lake = lake_files(ws)
+    with pytest.raises(DataValidationError, match=rf"file size \(MiB\) FAILED: measured "
+                                                  rf"{round(size_mb, 1)}, limit {limit}"):
+        ingest_interval(strict, days[3])
+    assert (ws.quarantine_dir / ws.landing_path(days[3]).name).exists()
+    assert lake_files(ws) == lake
+
+
+def lake_files(ws) -> dict:
+    """Every file of the data repository's work tree and DVC cache, with its size."""
+    return {str(p.relative_to(ws.data_repo)): p.stat().st_size
+            for p in ws.data_repo.rglob("*") if p.is_file() and ".git" not in p.parts}
