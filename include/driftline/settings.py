@@ -52,7 +52,8 @@ class ValidationSettings:
     max_outside_interval_share: float = 0.0
     """Largest share of rows whose time falls outside the file's data interval."""
     max_duplicate_share: float = 0.01
-    """Largest share of rows that repeat an earlier row of the file exactly."""
+    """Largest share of rows that repeat an earlier row's key (the pack's ``key``; whole
+    rows without one)."""
     max_rows_vs_history: float = 3.0
     """Most rows a file may hold, as a multiple of the median row count of the pack's last
     ``history_partitions`` ingested intervals (0: no limit)."""

@@ -187,10 +187,12 @@ def _check_from_test(test: dict, values: dict) -> Check:
                  threshold=test["test_config"]["threshold"], passed=test["status"] == "SUCCESS")
 
 
-def volume_checks(df: pd.DataFrame, limits: ValidationSettings,
+def volume_checks(pack: Pack, df: pd.DataFrame, limits: ValidationSettings,
                   history_rows: list[int]) -> list[Check]:
-    """Duplicated rows, and the row count against the pack's recent intervals."""
-    duplicated = round(float(df.duplicated().mean()), 6)
+    """Duplicated rows (by the pack's key, else whole rows), and the row count against the
+    pack's recent intervals."""
+    key = [c for c in pack.spec.key if c in df.columns] or None
+    duplicated = round(float(df.duplicated(subset=key).mean()), 6)
     checks = [Check("duplicate row share", None, duplicated, limits.max_duplicate_share,
                     duplicated <= limits.max_duplicate_share, limits.on_duplicates)]
     if history_rows and limits.max_rows_vs_history:
@@ -221,6 +223,6 @@ def validate_landing_frame(pack: Pack, df: pd.DataFrame, source: str,
     if df.empty:  # Evidently's metrics fail on an empty frame; nothing else can be measured
         return ValidationResult(source, 0, [Check("row count", None, 0, f">= {limits.min_rows}",
                                                   False)])
-    checks = _quality_checks(pack, df, limits, start) + volume_checks(df, limits,
+    checks = _quality_checks(pack, df, limits, start) + volume_checks(pack, df, limits,
                                                                        history_rows or [])
     return ValidationResult(source, len(df), checks)

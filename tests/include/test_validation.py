@@ -44,9 +44,10 @@ def test_a_real_day_passes_every_check(flights_pack, day):
                  if c.get("nullable") is False or "max_null_share" in c]
     expected += [(f"out-of-range share [{float(c['range'][0])}, {float(c['range'][1])}]", n)
                  for n, c in required.items() if "range" in c]
+    expected += [("unknown-category share", n) for n, c in required.items() if "categories" in c]
     assert sorted((c.name, c.column or "") for c in result.checks) == sorted(
         (name, column or "") for name, column in expected)
-    assert len(expected) == 38
+    assert len(expected) == 39
 
 
 def test_missing_column_fails_naming_it(flights_pack, day):
@@ -238,3 +239,18 @@ def lake_files(ws) -> dict:
     """Every file of the data repository's work tree and DVC cache, with its size."""
     return {str(p.relative_to(ws.data_repo)): p.stat().st_size
             for p in ws.data_repo.rglob("*") if p.is_file() and ".git" not in p.parts}
+
+
+def test_a_carrier_outside_the_flights_vocabulary_is_refused(flights_pack, day):
+    """Issue 9: carrier ``ZZ`` passed; the pack now declares its 16 carriers."""
+    day.loc[day.index[:2], "carrier"] = "ZZ"
+    assert [c.describe() for c in _validate(flights_pack, day).failures] == [
+        f"unknown-category share on column 'carrier' FAILED: measured {round(2 / 965, 6)}, "
+        "limit 0.0"]
+
+
+def test_rows_repeating_a_key_with_other_values_count_as_duplicates(flights_pack, day):
+    """The same flight (the pack's key) twice is a duplicate even if another column differs."""
+    again = day.iloc[:20].assign(dep_delay=day["dep_delay"].iloc[:20] + 1)
+    (failure,) = _validate(flights_pack, pd.concat([day, again], ignore_index=True)).failures
+    assert (failure.name, failure.value) == ("duplicate row share", round(20 / 985, 6))
