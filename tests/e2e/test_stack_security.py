@@ -1,6 +1,7 @@
 """The Airflow stack that ``make up`` starts keeps its secrets to itself: its files are
 readable by this user only, connection passwords are encrypted (a Fernet key), and nothing it
-starts listens beyond loopback. A real stack (scheduler, dag-processor, triggerer,
+starts listens beyond loopback; and a component killed with ``kill -9`` leaves nothing
+behind once the stack is started again. A real stack (scheduler, dag-processor, triggerer,
 api-server), started with the demo's own helper."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from driftline.serving.probe import free_ports
 from tests.helpers import ROOT, TEST_CONFIG, socket_inodes
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from airflow_stack import AirflowStack, airflow_env
+from airflow_stack import AirflowStack, airflow_env, group_members
 
 pytestmark = pytest.mark.e2e
 
@@ -98,3 +99,29 @@ def test_nothing_the_stack_starts_listens_beyond_loopback(stack):
     assert ("0100007F", stack.port) in listening  # the api-server, seen by this check
     exposed = {(addr, port) for addr, port in listening if addr not in LOOPBACK}
     assert not exposed, f"listening beyond loopback: {exposed}"
+
+
+def test_a_killed_schedulers_workers_are_reaped_when_the_stack_starts_again(stack):
+    """Issue 9: after ``kill -9`` of the scheduler its LocalExecutor workers stayed, idle.
+    The next start stops them (and only them) and starts a new scheduler."""
+    import signal
+    import time
+
+    scheduler = stack.running()["scheduler"]
+    others = {n: p for n, p in stack.running().items() if n != "scheduler"}
+    deadline = time.monotonic() + 60
+    while len(group_members(scheduler, stack.home)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)  # the executor forks its workers once the scheduler is up
+    workers = [p for p in group_members(scheduler, stack.home) if p != scheduler]
+    assert workers, "the scheduler started no LocalExecutor workers"
+    os.kill(scheduler, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "scheduler" in stack.running():
+        time.sleep(0.2)
+    assert "scheduler" not in stack.running()
+    assert group_members(scheduler, stack.home) == [], "workers left behind"
+    stack.start()
+    stack.wait_healthy()
+    now = stack.running()
+    assert now["scheduler"] != scheduler
+    assert {n: p for n, p in now.items() if n != "scheduler"} == others  # untouched
