@@ -246,6 +246,14 @@ def main() -> int:
     stack.init()
     stack.start()
     stack.wait_healthy()
+    settings = load_settings()
+    if settings.serving.backend == "local":
+        from driftline.serving.supervisor import start_detached, supervise_once
+
+        for event in supervise_once(settings):  # after a reboot: the recorded live versions
+            print(f"restored: {event.get('pack')}: {event['action']} {event.get('reason', '')}")
+        print(f"serving supervisor running (pid {start_detached(settings)}): dead slot "
+              "servers and nginx are restarted")
     if args.up:
         from driftline.overview import collect_all
 

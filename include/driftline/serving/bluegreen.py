@@ -25,10 +25,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from driftline.registry import ModelVersion, Registry
-from driftline.serving.deploy import deploy, rollback, utc_now
+from driftline.serving.deploy import deploy, rollback, switch_record, utc_now
 from driftline.serving.paths import (
     SLOTS,
     live_link,
@@ -37,6 +37,7 @@ from driftline.serving.paths import (
     slot_client,
     slot_log,
     slot_socket,
+    standby_link,
 )
 from driftline.serving.processes import (
     adopt,
@@ -44,6 +45,7 @@ from driftline.serving.processes import (
     process_cmdline,
     set_nice,
     stop_process,
+    stop_supervisor,
 )
 from driftline.serving.router import Router, RouterError
 from driftline.serving.verify import (
@@ -59,6 +61,8 @@ ROUTER_VERIFY_S = 10.0
 LOG_TAIL_LINES = 40
 HISTORY_LIMIT = 500
 STARTUP_NICE = 10
+RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+"""Waits after the 1st, 2nd, ... failed restart of a slot server; the last one repeats."""
 """A starting candidate (imports, model load: seconds of CPU) yields to the live slot."""
 
 
@@ -277,6 +281,7 @@ class BlueGreen:
                 self.router.switch(self.dir, slot)
             except RouterError as exc:
                 raise DeployError(f"router: {exc}") from exc
+            self._set_standby(other_slot(slot))
             self._drain(other_slot(slot))
             started = time.monotonic()
             while time.monotonic() - started < ROUTER_VERIFY_S:
@@ -294,6 +299,12 @@ class BlueGreen:
                 time.sleep(0.05)
         raise DeployError(f"router {self.url} did not answer with {version} from slot "
                           f"{slot} within {ROUTER_VERIFY_S:.0f}s; last answer: {last}")
+
+    def _set_standby(self, slot: str) -> None:
+        """Make ``slot`` the router's fallback if its server runs, else have none."""
+        entry = self._read_state()["slots"].get(slot) or {}
+        running = bool(entry.get("version")) and self._slot_running(slot, entry.get("pid"))
+        self.router.set_standby(self.dir, slot if running else None)
 
     def _drain(self, slot: str) -> None:
         """Tell ``slot``'s server (all its processes) to drop nginx's kept connections."""
@@ -335,6 +346,8 @@ class BlueGreen:
             self._switch(slot, version)
 
     def start(self, state: dict, slot: str, version: str) -> dict:
+        if self.router.standby_slot(self.dir) == slot:
+            self.router.set_standby(self.dir, None)  # never fall back to an unchecked candidate
         self._stop_slot(state, slot)
         self._write_state(state)
         process, offset = self._start_slot(slot, version)
@@ -355,12 +368,15 @@ class BlueGreen:
     def switch_back(self, slot: str, version: str | None) -> tuple[float, float]:
         switched_at = time.time()
         self.router.switch(self.dir, slot)
+        self.router.set_standby(self.dir, None)  # the failed candidate is no fallback
         self._drain(other_slot(slot))
         return switched_at, 0.0
 
     def abandon(self, state: dict, target: str, live: str | None, version: str,
                 switched: bool, error: BaseException) -> None:
         log.error("deploy to slot %s failed; stopping it, %s stays live", target, live)
+        if self.router.standby_slot(self.dir) == target:
+            self.router.set_standby(self.dir, None)
         if live and self.router.live_slot(self.dir) != live:
             try:
                 self.router.switch(self.dir, live)
@@ -370,6 +386,8 @@ class BlueGreen:
         self._write_state(state)
 
     def retire(self, state: dict, slot: str, version: str) -> None:
+        if self.router.standby_slot(self.dir) == slot:
+            self.router.set_standby(self.dir, None)
         self._stop_slot(state, slot)
 
     def standby_version(self, state: dict, slot: str) -> str:
@@ -394,6 +412,82 @@ class BlueGreen:
         """Switch back to the standby slot (:func:`driftline.serving.deploy.rollback`)."""
         return rollback(self, reason)
 
+    # -- supervision (driftline.serving.supervisor) -------------------------------------
+    def restore(self) -> list[dict]:
+        """Restart this pack's slot servers that died, the live slot first, each after its
+        back-off; record each failover, restart and failed restart in the history.
+
+        Does nothing while a deploy or rollback holds the pack's lock (it decides).
+
+        :return: the history records written.
+        """
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            return []
+        try:
+            state = self._read_state()
+            live = state["live"]
+            events = []
+            for slot in (live, other_slot(live)) if live else ():
+                entry = state["slots"].get(slot) or {}
+                if entry.get("version") and not self._slot_running(slot, entry.get("pid")):
+                    events += self._restart(state, slot, is_live=slot == live)
+            return events
+        finally:
+            self.lock.release()
+
+    def _restart(self, state: dict, slot: str, is_live: bool) -> list[dict]:
+        entry = state["slots"][slot]
+        version, pid, now = entry["version"], entry.get("pid"), time.time()
+        events = []
+        if not entry.get("down_since"):
+            entry["down_since"] = now
+            if is_live:
+                events.append(self._failover_record(state, slot))
+        if now < entry.get("retry_at", 0):
+            self._write_state(state)
+            return events
+        attempts = entry.get("restart_attempts", 0) + 1
+        process, offset = self._start_slot(slot, version)
+        try:
+            self._wait_ready(slot, version, process, offset)
+        except DeployError as exc:
+            delay = RESTART_BACKOFF_S[min(attempts, len(RESTART_BACKOFF_S)) - 1]
+            entry.update(pid=None, restart_attempts=attempts, retry_at=time.time() + delay)
+            events.append(switch_record("restart-failed", slot, slot, version, version,
+                                        f"attempt {attempts}: {str(exc).splitlines()[0]}; "
+                                        f"next in {delay:g}s", now))
+        else:
+            down_s = round(time.time() - entry["down_since"], 2)
+            state["slots"][slot] = self._slot_entry(slot, version, process.pid)
+            events.append(switch_record(
+                "restart", slot, slot, version, version,
+                f"server pid {pid} of slot {slot} exited; restarted after {down_s}s "
+                f"(attempt {attempts})", now, pid=process.pid, down_s=down_s))
+            if not is_live:
+                self.router.set_standby(self.dir, slot)
+            log.warning("slot %s of %s: %s restarted (pid %d) after %.1fs down", slot,
+                        self.ws.name, version, process.pid, down_s)
+        state["history"].extend(events)
+        self._write_state(state)
+        return events
+
+    def _failover_record(self, state: dict, slot: str) -> dict:
+        """The live slot died: what the router now falls back to, for the history."""
+        standby = self.router.standby_slot(self.dir)
+        entry = (state["slots"].get(standby) or {}) if standby else {}
+        running = standby is not None and self._slot_running(standby, entry.get("pid"))
+        serving = entry.get("version") if running else None
+        live_version = state["slots"][slot]["version"]
+        reason = (f"slot {slot} ({live_version}, pid {state['slots'][slot].get('pid')}) "
+                  f"stopped; " + (f"the router falls back to slot {standby} ({serving}) "
+                                  "until it is back" if serving else
+                                  "no standby slot runs: requests fail until it is back"))
+        log.error("%s: %s", self.ws.name, reason)
+        return switch_record("failover", slot, standby if serving else None, serving or "",
+                             live_version, reason, time.time())
+
     def stop_all(self) -> None:
         """Stop both of this pack's slot servers; nothing of it is live afterwards (the
         router keeps serving the other packs)."""
@@ -402,15 +496,18 @@ class BlueGreen:
             for slot in SLOTS:
                 self._stop_slot(state, slot)
             live_link(self.dir).unlink(missing_ok=True)
+            standby_link(self.dir).unlink(missing_ok=True)
             state["live"] = None
             self._write_state(state)
             log.info("%s serving stopped: both slots", self.ws.name)
 
 
 def stop_serving(settings: Settings) -> None:
-    """Stop every pack's slots that have serving state here, then the router."""
+    """Stop the supervisor, every pack's slots that have serving state here, then the
+    router."""
     from driftline.packs import discover_packs
 
+    stop_supervisor(settings.serving_dir)  # it would restart the slots stopped here
     packs, _ = discover_packs(settings.packs_dir)
     for state in sorted(settings.serving_dir.glob("*/state.json")):
         pack = packs.get(state.parent.name)

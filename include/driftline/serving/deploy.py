@@ -243,7 +243,7 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
-def switch_record(action: str, from_slot: str | None, to_slot: str, version: str,
+def switch_record(action: str, from_slot: str | None, to_slot: str | None, version: str,
                   previous_version: str | None, reason: str, switched_at: float,
                   **extra) -> dict:
     """One history entry of any platform: a deploy, rollback or auto-rollback.

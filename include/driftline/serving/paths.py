@@ -7,6 +7,7 @@ Layout under ``settings.serving_dir``::
     <pack>/state.json                      live slot, each slot's version and pid, history
     <pack>/run/blue.sock, green.sock       each slot's unix socket (slots listen on nothing else)
     <pack>/run/live.sock -> blue.sock      the symlink the router connects through (the switch)
+    <pack>/run/standby.sock -> green.sock  the router's fallback while the live slot is down
     <pack>/logs/blue.log, green.log        each slot server's stdout and stderr
     <pack>/predictions/date=YYYY-MM-DD/<slot>-<pid>.jsonl   the pack's prediction log
 """
@@ -19,6 +20,7 @@ import httpx
 
 SLOTS = ("blue", "green")
 LIVE_LINK = "live.sock"
+STANDBY_LINK = "standby.sock"
 
 
 def check_slot(slot: str) -> str:
@@ -46,6 +48,12 @@ def slot_socket(serving_dir: Path, slot: str) -> Path:
 def live_link(serving_dir: Path) -> Path:
     """The symlink the router connects through; it points at the live slot's socket."""
     return run_dir(serving_dir) / LIVE_LINK
+
+
+def standby_link(serving_dir: Path) -> Path:
+    """The router's backup: a symlink to the previous live slot's socket, which still runs
+    the version it served, verified at its own deploy (absent while none is ready)."""
+    return run_dir(serving_dir) / STANDBY_LINK
 
 
 def logs_dir(serving_dir: Path) -> Path:

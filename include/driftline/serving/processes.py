@@ -1,4 +1,5 @@
-"""Finding and stopping the detached processes serving runs (slot servers, nginx).
+"""Finding and stopping the detached processes serving runs (slot servers, nginx, the
+supervisor).
 
 They are started in their own session so they outlive the process that started them (an
 Airflow task), which is why they are tracked by pid and identified by command line before
@@ -81,3 +82,25 @@ def set_nice(pid: int, nice: int) -> None:
             return
         except (ProcessLookupError, FileNotFoundError):
             continue
+
+
+SUPERVISOR_PID = "supervisor.pid"
+
+
+def supervisor_pid(serving_dir: Path) -> int | None:
+    """The pid of the supervisor of the installation serving from ``serving_dir``, if one
+    runs (:mod:`driftline.serving.supervisor`)."""
+    try:
+        pid = int((Path(serving_dir) / SUPERVISOR_PID).read_text())
+    except (OSError, ValueError):
+        return None
+    ok = process_alive(pid) and "driftline.serving.supervisor" in process_cmdline(pid)
+    return pid if ok else None
+
+
+def stop_supervisor(serving_dir: Path) -> None:
+    """Stop that supervisor (before slots are stopped on purpose, which it would restart)."""
+    pid = supervisor_pid(serving_dir)
+    if pid is not None and not stop_process(pid):
+        log.error("supervisor pid %d did not stop", pid)
+    (Path(serving_dir) / SUPERVISOR_PID).unlink(missing_ok=True)

@@ -5,7 +5,11 @@ Each pack has its own location: ``/<pack>/predict`` goes to ``/predict`` on
 ``green.sock``; the kernel resolves the symlink at each ``connect()``. A switch of one pack
 touches only that pack's symlink.
 Switching traffic is one atomic ``rename(2)`` of the symlink: no nginx reload, so client
-keep-alive connections to nginx stay open across the switch.
+keep-alive connections to nginx stay open across the switch. ``standby.sock`` points at the
+previous live slot (which keeps running its verified version for rollback) and is the
+upstream's ``backup`` server: if the live slot's server dies, connecting to it fails at once
+and nginx sends the request to the standby, so clients get the previous version instead of
+502s until the live slot is back (:mod:`driftline.serving.supervisor` restarts it).
 
 nginx keeps up to 64 idle upstream connections (a fresh connection per request costs the
 Python server more than the prediction). Those lead to the old slot after a switch, so the
@@ -33,7 +37,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from driftline.serving.paths import check_slot, live_link, router_url, run_dir, slot_socket
+from driftline.serving.paths import (
+    check_slot,
+    live_link,
+    router_url,
+    run_dir,
+    slot_socket,
+    standby_link,
+)
 from driftline.serving.processes import process_alive, process_cmdline
 from driftline.settings import Settings
 
@@ -83,9 +94,11 @@ class Router:
             if len(str(link)) > MAX_UNIX_PATH:
                 raise RouterError(f"socket path {link} is longer than {MAX_UNIX_PATH} bytes, "
                                   "the unix socket limit; use a shorter DRIFTLINE_HOME")
+            standby = standby_link(self.settings.serving_dir / pack)
             upstreams.append(f"""\
     upstream {pack}_live {{
         server unix:{link} max_fails=0;
+        server unix:{standby} backup;
         keepalive 64;
         keepalive_timeout 30s;
     }}
@@ -222,6 +235,7 @@ proxy_send_timeout 60s;
         if self.is_running():
             log.info("router already running (pid %s)", self.pid())
             return
+        self._reap_orphans()
         result = self._nginx()
         if result.returncode != 0:
             raise RouterError(f"nginx did not start: {result.stderr}")
@@ -232,6 +246,28 @@ proxy_send_timeout 60s;
                                   f"{self.error_log}")
             time.sleep(0.05)
         log.info("router started on %s (nginx pid %s)", self.url, self.pid())
+
+    def _reap_orphans(self) -> None:
+        """Kill the workers a killed nginx master left behind: they still hold the port."""
+        try:
+            old = int(self.pid_path.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                pgrp = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2])
+                title = (proc / "cmdline").read_bytes()
+            except (OSError, ValueError, IndexError):
+                continue
+            if pgrp == old and title.startswith(b"nginx: "):
+                log.warning("killing nginx pid %s left behind by master %d", proc.name, old)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(proc.name), signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(
+                int(p.name) != os.getpid() and _in_group(p, old) for p in
+                Path("/proc").glob("[0-9]*")):
+            time.sleep(0.05)
 
     def ensure_running(self) -> None:
         """Start nginx, or reload it if its config changed (never needed for a switch)."""
@@ -279,6 +315,28 @@ proxy_send_timeout 60s;
         os.replace(tmp, link)
         log.info("router switched: %s -> %s", link, target.name)
 
+    def set_standby(self, serving_dir: Path, slot: str | None) -> None:
+        """Point a pack's ``standby.sock`` at ``slot``'s socket, the router's fallback when
+        the live slot does not answer; None removes it (no verified fallback now)."""
+        link = standby_link(serving_dir)
+        if slot is None:
+            link.unlink(missing_ok=True)
+            return
+        tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        os.symlink(slot_socket(serving_dir, check_slot(slot)).name, tmp)
+        os.replace(tmp, link)
+        log.info("router fallback for %s: %s", serving_dir.name, slot)
+
+    def standby_slot(self, serving_dir: Path) -> str | None:
+        """The slot a pack's ``standby.sock`` points at, if any."""
+        try:
+            name = os.readlink(standby_link(serving_dir))
+        except OSError:
+            return None
+        slot = Path(name).name.removesuffix(".sock")
+        return slot if slot in ("blue", "green") else None
+
     def live_slot(self, serving_dir: Path) -> str | None:
         """The slot a pack's ``live.sock`` points at, if any."""
         try:
@@ -287,3 +345,13 @@ proxy_send_timeout 60s;
             return None
         slot = Path(name).name.removesuffix(".sock")
         return slot if slot in ("blue", "green") else None
+
+
+def _in_group(proc: Path, pgid: int) -> bool:
+    """Whether ``/proc/<pid>`` is a live nginx process of process group ``pgid``."""
+    try:
+        fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[2]) == pgid and fields[0] not in {"Z", "X"} and (
+            proc / "cmdline").read_bytes().startswith(b"nginx: ")
+    except (OSError, ValueError, IndexError):
+        return False
