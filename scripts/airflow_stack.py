@@ -143,7 +143,7 @@ class AirflowStack:
         for pid in leftovers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 5  # idle LocalExecutor workers ignore SIGTERM
         while time.monotonic() < deadline and any(_alive(p) for p in leftovers):
             time.sleep(0.2)
         for pid in leftovers:

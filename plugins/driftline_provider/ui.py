@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import html
 
+from airflow.api_fastapi.core_api.security import get_user
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse
 
 from driftline_provider.hooks.driftline import DriftlineHook
 
-app = FastAPI(title="driftline", description="driftline model lifecycle state")
+# Every route needs a logged-in Airflow user (the UI's session cookie or a bearer token):
+# Airflow mounts plugin apps without its own auth. No anonymous OpenAPI docs either.
+app = FastAPI(title="driftline", description="driftline model lifecycle state",
+              dependencies=[Depends(get_user)], docs_url=None, redoc_url=None,
+              openapi_url=None)
 
 
 def _view() -> dict:

@@ -125,3 +125,48 @@ def test_a_killed_schedulers_workers_are_reaped_when_the_stack_starts_again(stac
     now = stack.running()
     assert now["scheduler"] != scheduler
     assert {n: p for n, p in now.items() if n != "scheduler"} == others  # untouched
+
+
+# What Airflow itself serves without a login: its OpenAPI docs, the login flow, health and
+# version. Everything else, the driftline page included, must refuse an anonymous client.
+PUBLIC = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/health",
+          "/api/v2/monitor/health", "/api/v2/version", "/api/v2/auth/login",
+          "/api/v2/auth/logout", "/auth/token", "/auth/token/login", "/auth/docs",
+          "/auth/docs/oauth2-redirect", "/auth/redoc", "/auth/openapi.json",
+          "/execution/docs", "/execution/docs/oauth2-redirect", "/execution/redoc",
+          "/execution/openapi.json", "/execution/changelog"}
+
+
+def get_routes() -> list[str]:
+    """Every GET route without path parameters of the api-server app, mounted apps (the
+    driftline plugin's, from its entry point) included."""
+    from airflow.api_fastapi.app import create_app
+    from starlette.routing import Mount
+
+    def walk(routes, prefix=""):
+        for route in routes:
+            if isinstance(route, Mount) and getattr(route.app, "routes", None):
+                yield from walk(route.app.routes, prefix + route.path)
+            elif "GET" in (getattr(route, "methods", None) or ()) and "{" not in route.path:
+                yield prefix + route.path
+
+    return sorted(set(walk(create_app().routes)))
+
+
+def test_every_route_not_meant_to_be_public_refuses_an_anonymous_client(stack):
+    import httpx
+
+    routes = get_routes()
+    assert {"/driftline/", "/driftline/api/overview", "/api/v2/dags"} <= set(routes)
+    answered = {path: httpx.get(stack.url + path, timeout=30, follow_redirects=False)
+                for path in routes if path not in PUBLIC}
+    open_to_anyone = {p: r.status_code for p, r in answered.items()
+                      if r.status_code not in (401, 403)}
+    assert open_to_anyone == {}
+    token = httpx.post(f"{stack.url}/auth/token", json={
+        "username": stack.user, "password": stack.password}, timeout=30).json()["access_token"]
+    logged_in = httpx.get(f"{stack.url}/driftline/api/overview", timeout=60,
+                          headers={"Authorization": f"Bearer {token}"})
+    assert logged_in.status_code == 200 and "packs" in logged_in.json()
+    page = httpx.get(f"{stack.url}/driftline/", timeout=60, cookies={"_token": token})
+    assert page.status_code == 200 and "<h1>driftline</h1>" in page.text

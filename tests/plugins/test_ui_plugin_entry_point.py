@@ -24,10 +24,15 @@ result = {"folder": settings.PLUGINS_FOLDER, "errors": errors,
                        "prefixes": [a["url_prefix"] for a in p.fastapi_apps]} for p in plugins]}
 if sys.argv[1:] == ["serve"]:
     from fastapi.testclient import TestClient
-    from airflow.api_fastapi.app import create_app
+    from airflow.api_fastapi.app import create_app, get_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     with TestClient(create_app(apps="core")) as client:
+        anonymous = client.get("/driftline/api/overview").status_code
+        admin = SimpleAuthManagerUser(username="admin", role="ADMIN")
+        token = get_auth_manager().generate_jwt(admin)
+        client.headers["Authorization"] = f"Bearer {token}"
         overview, page = client.get("/driftline/api/overview"), client.get("/driftline/")
-    result.update(overview=[overview.status_code, overview.json()],
+    result.update(anonymous=anonymous, overview=[overview.status_code, overview.json()],
                   page=[page.status_code, page.text])
 print("RESULT " + json.dumps(result))
 """
@@ -62,6 +67,7 @@ def test_airflow_mounts_the_page_from_the_entry_point_with_an_empty_plugins_fold
     assert result["folder"] == str(folder) and result["errors"] == {}
     assert result["plugins"] == [{"name": "driftline", "source": "EntryPointSource",
                                   "prefixes": ["/driftline"]}]
+    assert result["anonymous"] == 401  # the page needs a logged-in Airflow user
     status, overview = result["overview"]
     assert status == 200 and overview["home"] == str(home_copy)
     from driftline.registry import Registry
