@@ -149,6 +149,9 @@ class AirflowStack:
         for pid in leftovers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5  # SIGKILL is delivered asynchronously
+        while time.monotonic() < deadline and group_members(pgid, self.home):
+            time.sleep(0.05)
 
     def start(self) -> None:
         """Start every component that is not running yet, detached from this process."""
@@ -220,8 +223,8 @@ def group_members(pgid: int, airflow_home: Path) -> list[int]:
             continue
         try:
             # the fields after the command's ")": state, ppid, pgrp, ...
-            pgrp = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2])
-            if pgrp != pgid:
+            state, _, pgrp = (proc / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+            if int(pgrp) != pgid or state in ("Z", "X"):
                 continue
             titled = (proc / "cmdline").read_bytes().startswith(b"airflow ")
             if titled or marker in (proc / "environ").read_bytes().split(b"\0"):
