@@ -397,10 +397,6 @@ class BlueGreen:
         if not version or not self._slot_running(slot, entry.get("pid")):
             raise DeployError(f"cannot roll back from {live}: slot {slot} runs no model "
                               f"(version {version}, pid {entry.get('pid')} not running)")
-        wrong = self.ready_answer(slot, version, slot)
-        if wrong is not None:
-            raise DeployError(f"cannot roll back: slot {slot} answers {wrong}, expected "
-                              f"{version} ready")
         return version
 
     # -- public operations -------------------------------------------------------------

@@ -95,9 +95,10 @@ class SlotPlatform(Protocol):
         """Stop serving from ``slot`` (after an auto-rollback)."""
 
     def standby_version(self, state: dict, slot: str) -> str:
-        """The version ``slot`` is ready to serve for a rollback.
+        """The version ``slot`` runs for a rollback (its ``/ready`` is checked by
+        :func:`rollback`).
 
-        :raises DeployError: it runs no ready model, saying what it runs.
+        :raises DeployError: it runs no model, saying what it runs.
         """
 
 
@@ -161,6 +162,10 @@ def rollback(platform: SlotPlatform, reason: str) -> dict:
             raise DeployError("cannot roll back: nothing is live")
         target = other_slot(live)
         version = platform.standby_version(state, target)
+        wrong = platform.ready_answer(target, version, target)
+        if wrong is not None:
+            raise DeployError(f"cannot roll back: slot {target} answers {wrong}, expected "
+                              f"{version} ready")
         live_version = _version(state, live)
         log.info("rolling back from %s (%s) to %s (%s): %s", live, live_version, target,
                  version, reason)

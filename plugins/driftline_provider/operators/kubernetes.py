@@ -23,6 +23,7 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.providers.common.compat.sdk import XCOM_RETURN_KEY
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from driftline.planning import PlanError, pod_training_command
+from driftline.serving.kubernetes.manifests import config_map_mount
 from driftline.settings import KubernetesSettings
 from kubernetes.client import models as k8s
 
@@ -73,9 +74,6 @@ class TrainingResultCallback(KubernetesPodOperatorCallback):
         operator.training_result = parse_training_result(text)
 
 
-CONFIG_DIR = "/etc/driftline"
-
-
 STATIC_POD_OPTIONS: dict[str, Any] = {
     "cmds": ["python"],
     "get_logs": True,
@@ -104,11 +102,10 @@ def settings_options(cfg: KubernetesSettings) -> dict[str, Any]:
             k8s.V1PersistentVolumeClaimVolumeSource(claim_name=cfg.home_pvc))))
         mounts.append(k8s.V1VolumeMount(name="driftline-home", mount_path=cfg.home))
     if cfg.config_map:
-        volumes.append(k8s.V1Volume(name="driftline-config", config_map=(
-            k8s.V1ConfigMapVolumeSource(name=cfg.config_map))))
-        mounts.append(k8s.V1VolumeMount(name="driftline-config", mount_path=CONFIG_DIR,
-                                        read_only=True))
-        env.append(k8s.V1EnvVar(name="DRIFTLINE_CONFIG", value=f"{CONFIG_DIR}/driftline.toml"))
+        volume, mount, config_env = config_map_mount(cfg.config_map)
+        volumes.append(volume)
+        mounts.append(mount)
+        env.append(config_env)
     options: dict[str, Any] = {
         "image": cfg.image,
         "namespace": cfg.namespace,

@@ -110,6 +110,18 @@ def _http_probe(path: str, period: int, failures: int, timeout: int = 2) -> clie
                           failure_threshold=failures)
 
 
+def config_map_mount(config_map: str) -> tuple[client.V1Volume, client.V1VolumeMount,
+                                                client.V1EnvVar]:
+    """``driftline.toml`` from the ConfigMap ``config_map``, read-only at
+    :data:`CONFIG_DIR`, and the ``DRIFTLINE_CONFIG`` that names it (serving and training
+    pods alike)."""
+    return (client.V1Volume(name="driftline-config", config_map=(
+                client.V1ConfigMapVolumeSource(name=config_map))),
+            client.V1VolumeMount(name="driftline-config", mount_path=CONFIG_DIR,
+                                 read_only=True),
+            client.V1EnvVar(name="DRIFTLINE_CONFIG", value=f"{CONFIG_DIR}/driftline.toml"))
+
+
 def slot_deployment(ws: Workspace, slot: str, version: str) -> client.V1Deployment:
     """The Deployment that serves ``version`` of the pack in ``slot``."""
     cfg = ws.settings.serving_kubernetes
@@ -132,11 +144,10 @@ def slot_deployment(ws: Workspace, slot: str, version: str) -> client.V1Deployme
             client.V1VolumeMount(name="driftline-home", mount_path=f"{cfg.home}/{log_dir}",
                                  sub_path=str(log_dir))]
     if cfg.config_map:
-        volumes.append(client.V1Volume(name="driftline-config", config_map=(
-            client.V1ConfigMapVolumeSource(name=cfg.config_map))))
-        mounts.append(client.V1VolumeMount(name="driftline-config", mount_path=CONFIG_DIR,
-                                           read_only=True))
-        env.append(client.V1EnvVar(name="DRIFTLINE_CONFIG", value=f"{CONFIG_DIR}/driftline.toml"))
+        volume, mount, config_env = config_map_mount(cfg.config_map)
+        volumes.append(volume)
+        mounts.append(mount)
+        env.append(config_env)
     start_periods = max(1, math.ceil(ws.serving.start_timeout_s / 2))
     container = client.V1Container(
         name=CONTAINER, image=cfg.image, image_pull_policy="IfNotPresent",
