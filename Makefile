@@ -17,7 +17,7 @@ export DRIFTLINE_PACKS ?= $(ROOT)/packs
 export PYTHONPATH := $(ROOT)/config
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: install demo up test test-fast lint bench lock clean stop
+.PHONY: install demo up airflow test test-fast lint bench lock clean stop
 
 $(STAMP): requirements.txt packs/requirements.txt include/pyproject.toml plugins/pyproject.toml
 	@command -v nginx >/dev/null || { echo ">> installing nginx (Debian package)"; \
@@ -37,6 +37,10 @@ demo: install
 ## Airflow (UI on http://127.0.0.1:8080, admin/admin) and the serving stack, left running.
 up: install
 	$(PY) scripts/demo.py --up
+
+## Any airflow command against the stack `make up` runs: make airflow ARGS="dags list"
+airflow: install
+	@$(PY) scripts/airflow_stack.py airflow $(ARGS)
 
 stop:
 	-$(PY) scripts/demo.py --stop

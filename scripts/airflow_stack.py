@@ -31,6 +31,12 @@ PRIVATE = 0o077
 """umask of the Airflow processes: the metadata database, logs and everything their tasks
 create (slot sockets, reports) are readable by this user only."""
 TERMINAL = {"success", "failed"}
+WATCHDOG = "watchdog"
+RESTART_BACKOFF_S = (1, 2, 5, 10, 30, 60)
+"""Delays before restarting a component that died, one step longer per death in a row."""
+STABLE_S = 120
+"""A component up this long counts as recovered: its next death waits the shortest delay."""
+HEALTH_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 
 
 def airflow_env(root: Path, airflow_home: Path, driftline_home: Path, port: int = 8080,
@@ -119,17 +125,24 @@ class AirflowStack:
             db.chmod(0o600)
 
     def running(self) -> dict[str, int]:
-        """The components whose process is alive, by name. A component that died (``kill -9``,
-        a crash) has what it left behind reaped: its LocalExecutor workers would otherwise sit
-        idle at ~330 MB each, holding the old scheduler's resources."""
+        """The components (and the watchdog) whose process is alive, by name. A component
+        that died (``kill -9``, a crash) has what it left behind reaped: its LocalExecutor
+        workers would otherwise sit idle at ~330 MB each, holding the old scheduler's
+        resources."""
         alive = {}
-        for pid_file in self.pid_dir.glob("*.pid"):
+        for name in (*COMPONENTS, WATCHDOG):
+            pid_file = self.pid_dir / f"{name}.pid"
+            if not pid_file.exists():
+                continue
             pid = int(pid_file.read_text())
             if _alive(pid):
-                alive[pid_file.stem] = pid
+                alive[name] = pid
                 continue
-            self._reap(pid_file.stem, pid)
-            pid_file.unlink()
+            self._reap(name, pid)
+            # the watchdog (another process) may have reaped and restarted it meanwhile
+            with contextlib.suppress(FileNotFoundError):
+                if int(pid_file.read_text()) == pid:
+                    pid_file.unlink()
         return alive
 
     def _reap(self, name: str, pgid: int) -> None:
@@ -153,24 +166,81 @@ class AirflowStack:
         while time.monotonic() < deadline and group_members(pgid, self.home):
             time.sleep(0.05)
 
-    def start(self) -> None:
-        """Start every component that is not running yet, detached from this process."""
+    def start(self) -> list[str]:
+        """Start every component that is not running yet, detached from this process.
+
+        :return: the names of the components started.
+        """
         alive = self.running()
-        for name, args in COMPONENTS.items():
-            if name in alive:
-                continue
-            fd = os.open(self.log_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                         0o600)
-            log = os.fdopen(fd, "a")
-            proc = subprocess.Popen([sys.executable, "-m", "airflow", *args], env=self.env,
-                                    stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, umask=PRIVATE)
-            log.close()  # the child has its own copy
-            (self.pid_dir / f"{name}.pid").write_text(str(proc.pid))
+        started = [name for name in COMPONENTS if name not in alive]
+        for name in started:
+            self._spawn(name, [sys.executable, "-m", "airflow", *COMPONENTS[name]])
+        return started
+
+    def _spawn(self, name: str, argv: list[str]) -> int:
+        fd = os.open(self.log_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                     0o600)
+        log = os.fdopen(fd, "a")
+        proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, umask=PRIVATE)
+        log.close()  # the child has its own copy
+        _write_private(self.pid_dir / f"{name}.pid", str(proc.pid))  # atomic: read by others
+        return proc.pid
+
+    def start_watchdog(self) -> None:
+        """Start the watchdog (:meth:`watch`, in its own process) unless it runs already."""
+        if WATCHDOG not in self.running():
+            self._spawn(WATCHDOG, [sys.executable, str(Path(__file__).resolve()), "watch"])
+
+    def watch(self, poll_s: float = 2.0) -> None:
+        """Restart any component that dies, with back-off, and say so; until SIGTERM.
+
+        A component that stayed up :data:`STABLE_S` seconds starts again from the shortest
+        delay. Each restart is a line in ``logs/watchdog.log`` and a count in
+        ``watchdog.json`` (read by the driftline page).
+        """
+        stopping = []
+        signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+        failures: dict[str, int] = {}
+        due: dict[str, float] = {}
+        state = self.watchdog_state()
+        while not stopping:
+            alive = self.running()
+            now = time.monotonic()
+            for name in COMPONENTS:
+                if name in alive:
+                    if now - state.get(name, {}).get("started_mono", now) > STABLE_S:
+                        failures[name] = 0
+                    continue
+                if name not in due:
+                    delay = RESTART_BACKOFF_S[min(failures.get(name, 0),
+                                                  len(RESTART_BACKOFF_S) - 1)]
+                    due[name] = now + delay
+                    print(f"{_now()} {name} is down; restarting it in {delay} s", flush=True)
+                elif now >= due.pop(name):
+                    failures[name] = failures.get(name, 0) + 1
+                    pid = self._spawn(name, [sys.executable, "-m", "airflow",
+                                             *COMPONENTS[name]])
+                    entry = state.setdefault(name, {"restarts": 0})
+                    entry.update(restarts=entry["restarts"] + 1, last_restart=_now(), pid=pid,
+                                 started_mono=time.monotonic())
+                    _write_private(self.home / "watchdog.json", json.dumps(state))
+                    print(f"{_now()} restarted {name} (pid {pid}, restart "
+                          f"{entry['restarts']})", flush=True)
+            time.sleep(poll_s)
+
+    def watchdog_state(self) -> dict:
+        """Restarts per component so far, as :meth:`watch` records them."""
+        path = self.home / "watchdog.json"
+        return json.loads(path.read_text()) if path.exists() else {}
 
     def stop(self) -> None:
-        """Stop every component (their whole process groups) and wait for them to exit."""
+        """Stop the watchdog, then every component (their whole process groups), and wait
+        for them to exit."""
         alive = self.running()
+        watchdog = alive.pop(WATCHDOG, None)
+        if watchdog:
+            _terminate(watchdog)
         for pid in alive.values():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
@@ -183,21 +253,39 @@ class AirflowStack:
         for pid_file in self.pid_dir.glob("*.pid"):
             pid_file.unlink()
 
-    def wait_healthy(self, timeout: float = 180) -> None:
-        """Wait until the API answers and scheduler, triggerer and dag-processor are healthy."""
+    def health(self) -> dict[str, str]:
+        """Each component's state: Airflow's own health check (``metadatabase``,
+        ``scheduler``, ``triggerer``, ``dag_processor``: healthy or unhealthy, from their
+        heartbeats) and ``api-server`` (down when it does not answer); a component whose
+        process is gone is ``down`` whatever its last heartbeat says."""
+        processes = self.running()
+        try:
+            report = httpx.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
+            states = {"api-server": "healthy"}
+            states.update({c: report.get(c, {}).get("status") or "unknown"
+                           for c in HEALTH_COMPONENTS})
+        except (httpx.HTTPError, ValueError):
+            states = {"api-server": "down", **{c: "unknown" for c in HEALTH_COMPONENTS}}
+        for name in COMPONENTS:
+            if name not in processes:
+                states[{"dag-processor": "dag_processor"}.get(name, name)] = "down"
+        return states
+
+    def wait_healthy(self, timeout: float = 180) -> dict[str, str]:
+        """Wait until every component is healthy.
+
+        :return: :meth:`health`'s answer.
+        :raises TimeoutError: naming the components that are not healthy.
+        """
         deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            try:
-                health = httpx.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
-                last = health
-                if all(health.get(c, {}).get("status") == "healthy"
-                       for c in ("metadatabase", "scheduler", "triggerer", "dag_processor")):
-                    return
-            except (httpx.HTTPError, ValueError):
-                pass
+        while True:
+            states = self.health()
+            if all(state == "healthy" for state in states.values()):
+                return states
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Airflow not healthy after {timeout}s: {describe(states)}; "
+                                   f"logs in {self.log_dir}")
             time.sleep(1)
-        raise TimeoutError(f"Airflow not healthy after {timeout}s: {last}; logs in {self.log_dir}")
 
     def api(self) -> AirflowApi:
         return AirflowApi(self.url, self.user, self.password)
@@ -232,6 +320,28 @@ def group_members(pgid: int, airflow_home: Path) -> list[int]:
         except (OSError, ValueError, IndexError):
             continue
     return sorted(members)
+
+
+def describe(states: dict[str, str]) -> str:
+    """``scheduler down, triggerer healthy, ...``, the ones not healthy first."""
+    order = sorted(states, key=lambda c: states[c] == "healthy")
+    return ", ".join(f"{c} {states[c]}" for c in order)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _terminate(pgid: int, timeout: float = 10) -> None:
+    """SIGTERM a process group and wait for its leader to exit (SIGKILL after ``timeout``)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pgid):
+        time.sleep(0.1)
+    if _alive(pgid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:
@@ -387,3 +497,21 @@ class AirflowApi:
             time.sleep(3)
         raise TimeoutError(f"{dag_id}: runs for {len(logical_dates)} dates not done "
                            f"after {timeout}s")
+
+
+def main(argv: list[str]) -> None:
+    """``watch``: run the watchdog (the environment is the stack's). ``airflow ARGS...``: run
+    the ``airflow`` command against this checkout's stack (``make airflow ARGS=...``)."""
+    if argv[:1] == ["watch"]:
+        AirflowStack(dict(os.environ)).watch()
+    elif argv[:1] == ["airflow"]:
+        root = Path(__file__).resolve().parent.parent
+        env = airflow_env(root, Path(os.environ.get("AIRFLOW_HOME", root / ".airflow")),
+                          Path(os.environ.get("DRIFTLINE_HOME", root / ".driftline")))
+        os.execve(sys.executable, [sys.executable, "-m", "airflow", *argv[1:]], env)
+    else:
+        sys.exit("usage: airflow_stack.py watch | airflow ARGS...")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -28,7 +28,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from airflow_stack import AirflowApi, AirflowStack, airflow_env  # noqa: E402
+from airflow_stack import (  # noqa: E402
+    COMPONENTS,
+    AirflowApi,
+    AirflowStack,
+    airflow_env,
+    describe,
+)
 
 log = logging.getLogger("demo")
 STAGES = ("ingest", "train", "monitor", "retrain_on_drift", "rollback")
@@ -244,8 +250,13 @@ def main() -> int:
     print(f"== starting Airflow in {airflow_home} (state in {driftline_home}; packs "
           f"{', '.join(pack_names)}) ==")
     stack.init()
-    stack.start()
-    stack.wait_healthy()
+    restarted = stack.start()
+    if restarted and len(restarted) < len(COMPONENTS):
+        print(f"was down, started again: {', '.join(restarted)}")
+    states = stack.wait_healthy()
+    stack.start_watchdog()
+    print(f"Airflow: {describe(states)}; a watchdog restarts a component that dies "
+          f"(log: {stack.log_dir / 'watchdog.log'})")
     settings = load_settings()
     if settings.serving.backend == "local":
         from driftline.serving.supervisor import start_detached, supervise_once
