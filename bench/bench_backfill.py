@@ -194,11 +194,10 @@ def windows(seed: int, count: int) -> list[Create]:
 def has_open_backfill(api: AirflowApi, dag_id: str) -> bool | None:
     """Whether ``dag_id`` has a backfill not completed yet (None: the API did not say)."""
     try:
-        page = api._call("GET", "/backfills",
-                         params={"dag_id": dag_id, "limit": 100, "order_by": "-id"})
+        backfills = api.backfills(dag_id)
     except Exception:  # the api-server waited on SQLite's lock past the retries
         return None
-    return any(b.get("completed_at") is None for b in page.get("backfills", []))
+    return any(b.get("completed_at") is None for b in backfills)
 
 
 def wait_closed(api: AirflowApi, dag_id: str, watcher: Watcher, timeout: float) -> bool:

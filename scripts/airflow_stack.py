@@ -201,15 +201,16 @@ class AirflowStack:
         """
         stopping = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-        failures: dict[str, int] = {}
-        due: dict[str, float] = {}
+        failures: dict[str, int] = {}  # deaths in a row, per component
+        due: dict[str, float] = {}  # when a dead component is restarted
+        restarted_at: dict[str, float] = {}
         state = self.watchdog_state()
         while not stopping:
             alive = self.running()
             now = time.monotonic()
             for name in COMPONENTS:
                 if name in alive:
-                    if now - state.get(name, {}).get("started_mono", now) > STABLE_S:
+                    if now - restarted_at.get(name, now) > STABLE_S:
                         failures[name] = 0
                     continue
                 if name not in due:
@@ -222,8 +223,8 @@ class AirflowStack:
                     pid = self._spawn(name, [sys.executable, "-m", "airflow",
                                              *COMPONENTS[name]])
                     entry = state.setdefault(name, {"restarts": 0})
-                    entry.update(restarts=entry["restarts"] + 1, last_restart=_now(), pid=pid,
-                                 started_mono=time.monotonic())
+                    entry.update(restarts=entry["restarts"] + 1, last_restart=_now(), pid=pid)
+                    restarted_at[name] = time.monotonic()
                     _write_private(self.home / "watchdog.json", json.dumps(state))
                     print(f"{_now()} restarted {name} (pid {pid}, restart "
                           f"{entry['restarts']})", flush=True)
@@ -438,11 +439,14 @@ class AirflowApi:
         finally:
             self.set_paused(dag_id, False)
 
+    def backfills(self, dag_id: str) -> list[dict]:
+        """The latest 100 backfills of ``dag_id``, newest first."""
+        return self._call("GET", "/backfills", params={
+            "dag_id": dag_id, "limit": 100, "order_by": "-id"}).get("backfills", [])
+
     def _open_backfill(self, dag_id: str, start: str, end: str) -> dict | None:
         """The open backfill of ``dag_id`` over exactly ``start..end``, if there is one."""
-        page = self._call("GET", "/backfills",
-                          params={"dag_id": dag_id, "limit": 100, "order_by": "-id"})
-        for backfill in page.get("backfills", []):
+        for backfill in self.backfills(dag_id):
             if (backfill.get("completed_at") is None
                     and str(backfill.get("from_date", "")).startswith(start)
                     and str(backfill.get("to_date", "")).startswith(end)):

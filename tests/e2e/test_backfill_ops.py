@@ -70,8 +70,7 @@ def airflow_cli(stack: AirflowStack, *args: str) -> subprocess.CompletedProcess:
 def wait_backfill_closed(api, dag_id: str, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        page = api._call("GET", "/backfills", params={"dag_id": dag_id, "limit": 100})
-        if all(b["completed_at"] for b in page["backfills"]):
+        if all(b["completed_at"] for b in api.backfills(dag_id)):
             return
         time.sleep(2)
     raise TimeoutError(f"{dag_id}: a backfill still open after {timeout}s")
