@@ -50,6 +50,8 @@ stop:
 # Tests run in a random order (pytest-randomly); the seed is printed so an order can be
 # replayed: make test SEED=1234.
 test: install
+	@command -v chromium >/dev/null || { echo ">> installing chromium (Debian package, for the UI's browser tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@seed=$${SEED:-$$(( RANDOM * 32768 + RANDOM ))}; \
 	  echo "pytest in random order: --randomly-seed=$$seed (make test SEED=$$seed replays it)"; \
 	  $(PY) -m pytest tests -q -ra -p randomly --randomly-seed=$$seed; rc=$$?; \

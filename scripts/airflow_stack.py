@@ -470,6 +470,12 @@ class AirflowApi:
         return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")[
             "task_instances"]
 
+    def extra_links(self, dag_id: str, run_id: str, task_id: str) -> dict:
+        """The task instance's operator extra links (name: URL), as Airflow's UI reads
+        them."""
+        return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+                          "/links").get("extra_links", {})
+
     def xcom(self, dag_id: str, run_id: str, task_id: str):
         entry = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
                                   "/xcomEntries/return_value", params={"deserialize": True})

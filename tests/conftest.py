@@ -4,13 +4,23 @@ repo, a real model)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
 
 import pytest
 
-from tests.helpers import DATA_END, DATA_START, PACKS, ROOT, SESSION, TEST_CONFIG, workspace_at
+from tests.helpers import (
+    DATA_END,
+    DATA_START,
+    LIFECYCLE_RUN,
+    PACKS,
+    ROOT,
+    SESSION,
+    TEST_CONFIG,
+    workspace_at,
+)
 
 pytest_plugins = ["tests.real_components"]  # real components may not be skipped in CI
 _SESSION = SESSION
@@ -105,3 +115,45 @@ def home_copy(tmp_path, trained_home):
     target = tmp_path / "home"
     shutil.copytree(trained_home, target, symlinks=True)
     return target
+
+
+@pytest.fixture(scope="session")
+def lifecycle_home(tmp_path_factory, trained_home, flights):
+    """``trained_home`` after a lifecycle's stages, run through the core (no Airflow): v0001
+    champion; a one-stump v0002 refused by the gate (run ``LIFECYCLE_RUN``); the drift report
+    of 1-3 July (it crosses); one ingested interval (2013-07-04) and one quarantined file
+    (2013-07-05). Read-only: copy it to change it."""
+    import shutil
+
+    from driftline.evaluation import run_gate
+    from driftline.ingest import ingest_interval
+    from driftline.landing import replay
+    from driftline.monitoring import run_drift_report
+    from driftline.packs.timeline import iter_intervals
+    from driftline.registry import Registry
+    from driftline.training import train
+    from driftline.validation import DataValidationError
+    from driftline.versioning import DataRepo
+
+    july = (dt.date(2013, 7, 1), dt.date(2013, 7, 3))
+    home = tmp_path_factory.mktemp("overview") / "home"
+    shutil.copytree(trained_home, home, symlinks=True)
+    ws = workspace_at(home)
+    registry = Registry(ws.registry_dir, ws.model_name)
+    registry.set_alias("champion", "v0001", "first model")
+    repo = DataRepo.of(ws)
+    dates = flights[["year", "month", "day"]].apply(tuple, axis=1)
+    for day in iter_intervals(*july, "daily"):
+        repo.write_partition(day, flights[dates == (day.year, day.month, day.day)])
+    weak = train(ws, repo.head(), DATA_START, DATA_END, reason="one stump",
+                 params={"num_boost_round": 1, "max_depth": 1})
+    run_gate(ws.pack, registry.get(weak["version"]), registry.champion(), ws.gate,
+             ws.reports_dir / "gates" / "flights_train" / LIFECYCLE_RUN,
+             ws.monitor.column_drift_threshold)
+    run_drift_report(ws, *july)
+    replay(ws, dt.date(2013, 7, 4), dt.date(2013, 7, 4), source=flights)
+    ingest_interval(ws, dt.date(2013, 7, 4))
+    ws.landing_path(dt.date(2013, 7, 5)).write_text("not,the,flights,columns\n1,2,3,4\n")
+    with pytest.raises(DataValidationError):
+        ingest_interval(ws, dt.date(2013, 7, 5))
+    return home

@@ -33,6 +33,8 @@ TEST_CONFIG = _session_config()
 # Q1 2013 days used by the shared data: 24 days = 19 for training + 5 held out.
 DATA_START = dt.date(2013, 1, 1)
 DATA_END = dt.date(2013, 1, 24)
+# the gate run of conftest.py's lifecycle_home (a per-run report directory name)
+LIFECYCLE_RUN = "manual__2013-07-04T00_00_00_00_00"
 
 
 def settings_at(home: Path, packs_dir: Path = PACKS):

@@ -1,7 +1,8 @@
 """pytest plugin: in CI, a test that needs a real component may not be skipped.
 
 The real components are nginx (marker ``nginx``), the Kubernetes testbed (marker ``k8s``,
-fixture ``kube_testbed``) and the Airflow scheduler (marker ``e2e``). Locally a missing
+fixture ``kube_testbed``), the Airflow scheduler (marker ``e2e``) and a headless Chromium
+(marker ``browser``). Locally a missing
 component skips its tests. With ``CI=true`` (or ``DRIFTLINE_REQUIRE_REAL=1``):
 
 - ``require_component`` fails instead of skipping;
@@ -23,9 +24,10 @@ import subprocess
 import pytest
 
 COMPONENT_MARKERS = {"nginx": "nginx", "k8s": "the Kubernetes testbed",
-                     "e2e": "the Airflow scheduler"}
+                     "e2e": "the Airflow scheduler", "browser": "a headless Chromium"}
 # What a skip reason says when it is about a real component.
-COMPONENT_WORDS = re.compile(r"nginx|kube|k8s|testbed|scheduler", re.IGNORECASE)
+COMPONENT_WORDS = re.compile(r"nginx|kube|k8s|testbed|scheduler|chromium|playwright",
+                             re.IGNORECASE)
 
 _not_exercised: list[tuple[str, str]] = []  # (test or collector id, why), in run order
 
@@ -77,6 +79,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("nginx"):
         problem = nginx_problem()
         require_component("nginx", problem is None, problem or "")
+    if item.get_closest_marker("browser"):
+        from tests.browser import chromium_problem
+
+        problem = chromium_problem()
+        require_component("a headless Chromium", problem is None, problem or "")
 
 
 @pytest.hookimpl(wrapper=True)

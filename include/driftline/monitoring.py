@@ -88,7 +88,7 @@ def run_drift_report(ws: Workspace, start: dt.date, end: dt.date,
         "end": end.isoformat(),
         "model_version": champion.version, "data_version": data_version,
         "share": share, "threshold": threshold, "crossed": share >= threshold,
-        "datasets": datasets, "report_dir": str(out),
+        "column_threshold": column_threshold, "datasets": datasets, "report_dir": str(out),
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     tmp = out / f".{SUMMARY_FILE}.{os.getpid()}"

@@ -3,20 +3,29 @@ the UI."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
 from driftline.monitoring import drift_dir, list_drift_reports
+from driftline.packs.spec import HIGHER_IS_BETTER
 from driftline.registry import Registry
 from driftline.settings import Settings
 from driftline.workspace import Workspace, open_workspaces
 
 
 def gate_verdicts(ws: Workspace) -> list[dict]:
-    """Every kept gate verdict of the pack, oldest first."""
+    """Every kept gate verdict of the pack, oldest first, each with ``report_path`` (its
+    directory relative to the pack's reports) and the HTML reports in it."""
     root = ws.reports_dir / "gates"
-    verdicts = [json.loads(p.read_text()) for p in root.glob("*/*/verdict.json")]
-    return sorted(verdicts, key=lambda v: Path(v["report_dir"]).stat().st_mtime)
+    verdicts = []
+    for path in root.glob("*/*/verdict.json"):
+        verdict = json.loads(path.read_text())
+        verdict["report_path"] = path.parent.relative_to(ws.reports_dir).as_posix()
+        verdict["reports"] = sorted(p.name for p in path.parent.glob("*.html"))
+        verdict["decided_at"] = _mtime(path)
+        verdicts.append(verdict)
+    return sorted(verdicts, key=lambda v: v["decided_at"])
 
 
 def serving_state(ws: Workspace) -> dict:
@@ -24,29 +33,113 @@ def serving_state(ws: Workspace) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def drift_history(ws: Workspace) -> list[dict]:
+    """Every drift report of the pack, oldest interval first: the share against its
+    threshold, and per compared dataset (``lake``, ``served``) each column's score and the
+    columns that drifted."""
+    history = []
+    for report in list_drift_reports(drift_dir(ws)):
+        report_dir = Path(report["report_dir"])
+        entry = {k: report[k] for k in ("report_id", "start", "end", "share", "threshold",
+                                        "crossed", "model_version", "report_dir", "claimed")}
+        entry["report_path"] = f"drift/{report['report_id']}"
+        entry["column_threshold"] = report.get("column_threshold")  # older reports: None
+        entry["datasets"] = {
+            name: {"share": d["share"], "rows": d.get("rows"), "columns": d["columns"],
+                   "drifted": d["drifted"],
+                   "report": f"{name}.html" if (report_dir / f"{name}.html").exists() else None}
+            for name, d in report.get("datasets", {}).items()}
+        history.append(entry)
+    return history
+
+
+def quarantined(ws: Workspace) -> list[dict]:
+    """Quarantined landing files with the checks that failed, oldest first."""
+    if not ws.quarantine_dir.exists():
+        return []
+    files = []
+    for path in sorted(ws.quarantine_dir.glob("*")):
+        if path.name.endswith(".reason.json"):
+            continue
+        reason_file = path.with_name(path.name + ".reason.json")
+        reason = json.loads(reason_file.read_text()) if reason_file.exists() else {}
+        files.append({"file": path.name, "failed": reason.get("failed", []),
+                      "quarantined_at": reason.get("quarantined_at")})
+    return sorted(files, key=lambda f: f["quarantined_at"] or "")
+
+
+def validation_reports(ws: Workspace) -> list[dict]:
+    """Each ingested interval's validation result (rows, passed, warnings), oldest first."""
+    reports = []
+    for path in sorted((ws.reports_dir / "validation").glob("*.json")):
+        report = json.loads(path.read_text())
+        reports.append({"interval": path.stem, "rows": report.get("rows"),
+                        "passed": report.get("passed"), "warnings": report.get("warnings", []),
+                        "report_path": f"validation/{path.name}"})
+    return reports
+
+
 def collect(ws: Workspace) -> dict:
-    """Models with metrics and data versions, gate verdicts, drift per interval, live slot."""
+    """Models with metrics and data versions, gate verdicts, drift per interval, live slot,
+    quarantine and validation, and what needs a person's attention."""
     registry = Registry(ws.registry_dir, ws.model_name)
     metric = ws.pack.metric
     models = [{"version": v.version, "data_version": v.data_version,
                "window": v.metadata["window"], "reason": v.metadata.get("reason", ""),
+               "registered_at": v.metadata.get("registered_at"),
                "metric": metric, "value": v.metrics.get(metric), "metrics": v.metrics,
                "device": v.metrics.get("device"), "sha256": v.metadata["artifact"]["sha256"]}
               for v in registry.versions()]
-    return {
+    view = {
         "pack": ws.name, "task": ws.pack.task, "metric": metric,
+        "higher_is_better": metric in HIGHER_IS_BETTER,
         "home": str(ws.home),
         "models": models,
         "champion": registry.aliases().get("champion"),
         "events": registry.events(),
         "gates": gate_verdicts(ws),
-        "drift": [{k: r[k] for k in ("report_id", "start", "end", "share", "threshold",
-                                     "crossed", "model_version", "report_dir", "claimed")}
-                  for r in list_drift_reports(drift_dir(ws))],
+        "drift": drift_history(ws),
         "serving": serving_state(ws),
-        "quarantine": sorted(p.name for p in ws.quarantine_dir.glob("*")
-                             if not p.name.endswith(".reason.json"))
-        if ws.quarantine_dir.exists() else [],
+        "quarantine": quarantined(ws),
+        "validation": validation_reports(ws),
+    }
+    view["summary"] = summarize(view)
+    return view
+
+
+def summarize(view: dict) -> dict:
+    """The pack at a glance: what is live, the last gate and drift, the quarantine count,
+    and ``attention``: what a person should look at first, most urgent first."""
+    serving, gates, drift = view["serving"], view["gates"], view["drift"]
+    live_slot = serving.get("live")
+    live_version = (serving.get("slots", {}).get(live_slot) or {}).get("version")
+    last_gate, last_drift = (gates or [None])[-1], (drift or [None])[-1]
+    attention = []
+    if last_gate and not last_gate["passed"]:
+        attention.append(f"the last gate refused {last_gate['candidate']}: "
+                         f"{last_gate['reason']}")
+    unclaimed = [d for d in drift if d["crossed"] and not d["claimed"]]
+    if unclaimed:
+        attention.append(f"drift crossed its threshold in {len(unclaimed)} interval(s) that "
+                         f"did not trigger a retrain yet (latest {unclaimed[-1]['report_id']})")
+    if view["quarantine"]:
+        attention.append(f"{len(view['quarantine'])} landing file(s) quarantined: "
+                         + ", ".join(f["file"] for f in view["quarantine"]))
+    if view["champion"] and live_version and live_version != view["champion"]:
+        attention.append(f"the registry's champion is {view['champion']} but slot "
+                         f"{live_slot} serves {live_version}")
+    if view["champion"] and not live_slot:
+        attention.append(f"champion {view['champion']} is registered but nothing is deployed")
+    return {
+        "live_version": live_version, "live_slot": live_slot,
+        "last_gate": last_gate and {k: last_gate[k] for k in ("candidate", "champion",
+                                                              "passed", "reason")},
+        "last_drift": last_drift and {k: last_drift[k] for k in ("report_id", "share",
+                                                                 "threshold", "crossed")},
+        # live quality is measured once outcome monitoring lands (issue 11)
+        "last_live_quality": None,
+        "quarantined": len(view["quarantine"]),
+        "attention": attention,
     }
 
 
@@ -56,6 +149,11 @@ def collect_all(settings: Settings) -> dict:
     views = {name: collect(ws) for name, ws in workspaces.items()}
     return {"home": str(settings.home), "packs": views,
             "broken": {name: str(exc) for name, exc in broken.items()}}
+
+
+def _mtime(path: Path) -> str:
+    return dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).isoformat(
+        timespec="seconds")
 
 
 def render_text(view: dict) -> str:
@@ -95,7 +193,8 @@ def render_text(view: dict) -> str:
     else:
         lines.append("  nothing deployed")
     if view["quarantine"]:
-        lines.append(f"== quarantined files == {', '.join(view['quarantine'])}")
+        lines.append("== quarantined files == "
+                     + ", ".join(f["file"] for f in view["quarantine"]))
     lines.append(f"== reports == {view['home']}/reports/{view['pack']} (gates/, drift/, "
                  "validation/)")
     return "\n".join(lines)

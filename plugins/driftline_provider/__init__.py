@@ -60,4 +60,5 @@ def get_provider_info() -> dict:
         "triggers": [{"integration-name": "driftline",
                       "python-modules": ["driftline_provider.triggers.drift"]}],
         "connection-types": [CONNECTION_TYPE],
+        "extra-links": ["driftline_provider.links.DriftlineReportLink"],
     }

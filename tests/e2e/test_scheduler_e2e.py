@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -121,21 +122,28 @@ def _loop(api, ws) -> dict:
     assert states["train"] == "success"
     claim = json.loads((Path(summary["report_dir"]) / "retrain_claim.json").read_text())
     assert claim["by"].startswith("scheduled__"), claim  # the @continuous sensor's run
-    return {"v1": v1, "finished": finished, "states": states, "registry": registry}
+    return {"v1": v1, "v1_run": run_id, "finished": finished, "states": states,
+            "registry": registry, "report_id": report_id}
 
 
-def test_both_packs_run_the_whole_loop_through_the_real_scheduler(stack):
+@pytest.fixture(scope="module")
+def loops(stack):
+    """Both packs' whole loop, bikes first; what the tests assert on, per pack."""
     stack, home = stack
     api = stack.api()
     flights, bikes = workspace_at(home, "flights"), workspace_at(home, "bikes")
+    return {"bikes": _loop(api, bikes), "flights": _loop(api, flights),
+            "workspaces": {"flights": flights, "bikes": bikes}}
 
-    bikes_result = _loop(api, bikes)
+
+def test_both_packs_run_the_whole_loop_through_the_real_scheduler(loops):
+    bikes_result, flights_result = loops["bikes"], loops["flights"]
+    flights, bikes = loops["workspaces"]["flights"], loops["workspaces"]["bikes"]
     # bikes: September against a Jan-Jun reference retrains, and the autumn model wins
     assert bikes_result["finished"]["state"] == "success", bikes_result["states"]
     bikes_v2 = bikes_result["registry"].champion().version
     assert bikes_v2 != bikes_result["v1"]
 
-    flights_result = _loop(api, flights)
     registry = flights_result["registry"]
     # flights: July's drift retrains on 1-2 July (3-7 July held out); measured, that model
     # ranks July worse than the January champion (AUC drop 0.023, limit 0.01) and is less
@@ -160,3 +168,88 @@ def test_both_packs_run_the_whole_loop_through_the_real_scheduler(stack):
         live = Registry(ws.registry_dir, ws.model_name).champion().version
         assert (body["pack"], body["model_version"]) == (ws.name, live)
         assert len(body["predictions"]) == 3
+
+
+@pytest.mark.browser
+def test_a_person_finds_the_whole_story_in_the_airflow_ui(stack, loops, tmp_path):
+    """In a real browser, from the Airflow UI alone: why the last flights retrain happened,
+    what the gate measured, which version serves, and the drift report behind it."""
+    from tests.browser import browser_page, log_in
+
+    stack, _ = stack
+    api = stack.api()
+    flights = loops["flights"]
+    registry = flights["registry"]
+    v1, refused = flights["v1"], registry.events()[-1]["version"]
+    report_id, retrain_run = flights["report_id"], flights["finished"]["dag_run_id"]
+    shots = [Path(tmp_path)] + ([Path(os.environ["DRIFTLINE_SCREENSHOTS"])]
+                                if os.environ.get("DRIFTLINE_SCREENSHOTS") else [])
+
+    def shoot(page, name: str) -> None:
+        for folder in shots:
+            folder.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+    with browser_page() as page:
+        page.goto(f"{stack.url}/driftline/")
+        assert "/auth/login" in page.url  # anonymous: Airflow's own login page first
+        log_in(page, stack.user, stack.password)
+        assert page.url == f"{stack.url}/driftline/"
+        rows = {row.locator("td").first.inner_text(): row.inner_text()
+                for row in page.locator("#packs tr").all()[1:]}
+        assert set(rows) == {"flights", "bikes"}
+        assert "REFUSED" in rows["flights"] and f"{refused} vs {v1}" in rows["flights"]
+        bikes_live = Registry(loops["workspaces"]["bikes"].registry_dir,
+                              "bikes").champion().version
+        assert rows["bikes"].split("\t")[2] == bikes_live
+        assert f"the last gate refused {refused}" in page.locator("#attention").inner_text()
+        shoot(page, "index")
+
+        page.click("#packs >> text=flights")
+        page.wait_for_url("**/driftline/packs/flights")
+        # which version serves, and the model history plotted with the champion marked
+        assert v1 in page.locator("#summary .card").first.inner_text()
+        points = page.locator("svg.models circle")
+        assert points.count() == len(registry.versions())
+        assert page.locator("svg.models circle.marked").count() == 1
+        assert page.locator("svg.drift line.threshold").count() == 1
+        # why the last retrain happened: the drift report, linked to its per-column view
+        why = page.locator("#lineage tr", has_text=refused)
+        assert f"drift report {report_id}" in why.inner_text()
+        assert why.locator(f"a[href='#drift-{report_id}']").count() == 1
+        assert page.locator(f"#drift-{report_id} svg.columns rect.flagged").count() >= 1
+        # each lineage step links to the Airflow run it came from
+        first = page.locator(f"#model-{v1}")
+        assert first.locator("a", has_text="ingest run").count() == 1
+        assert quote(flights["v1_run"], safe="") in first.locator(
+            "a", has_text=flights["v1_run"]).get_attribute("href")
+        # what the gate measured: the refused verdict's checks with the failed ones named
+        gate = page.locator(f"#gate-{refused} + p + table")
+        assert "AUC drop vs champion" in gate.inner_text() and "FAILED" in gate.inner_text()
+        stage_cells = page.locator("#stage-times tr").nth(1).locator("td").all_inner_texts()
+        assert len(stage_cells) == 6 and all(c.endswith(" s") for c in stage_cells), stage_cells
+        shoot(page, "flights")
+
+        # the drift report behind it, served by the plugin
+        report_link = page.locator(f"#drift-{report_id} a.report").first
+        with page.expect_navigation():
+            report_link.click()
+        assert page.url.endswith(f"/driftline/reports/flights/drift/{report_id}/lake.html")
+        page.wait_for_timeout(2000)
+        shoot(page, "drift-report")
+
+        # the gate task's extra link (Airflow's own API, as its UI reads it) opens its report
+        href = api.extra_links("flights_train", retrain_run, "gate")["driftline report"]
+        assert href.endswith("/quality.html") and "/driftline/reports/flights/gates/" in href
+        response = page.goto(f"{stack.url}{href}")
+        report = loops["workspaces"]["flights"].reports_dir / href.split(
+            "/driftline/reports/flights/", 1)[1]
+        assert response.status == 200 and response.body() == report.read_bytes()
+        page.wait_for_timeout(2000)
+        assert page.locator("svg").count() > 0  # Evidently's own scripts drew its charts
+        shoot(page, "gate-report")
+
+        page.goto(f"{stack.url}/driftline/packs/bikes")
+        assert page.locator("svg.models circle").count() == 2
+        assert page.locator("#serving-history tr").count() >= 3  # header + two deploys
+        shoot(page, "bikes")

@@ -78,8 +78,8 @@ def test_airflow_mounts_the_page_from_the_entry_point_with_an_empty_plugins_fold
     assert [m["version"] for m in overview["packs"]["flights"]["models"]] == versions
     assert set(overview["packs"]) == {"flights", "bikes"} and overview["broken"] == {}
     status, page = result["page"]
-    assert status == 200 and "<h2>flights</h2>" in page and "<h2>bikes</h2>" in page
-    assert "== flights (binary, auc): models ==" in page and "  v0001  auc " in page
+    assert status == 200
+    assert '<a href="packs/flights">flights</a>' in page and '<a href="packs/bikes">' in page
 
 
 def test_a_plugins_folder_at_plugins_would_load_loose_modules_and_the_plugin_twice():

@@ -37,4 +37,9 @@ class DriftlineBaseOperator(BaseOperator):
 
 def run_slug(context) -> str:
     """A filesystem-safe name for this DAG run, for per-run report directories."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", context["run_id"])
+    return slug(context["run_id"])
+
+
+def slug(run_id: str) -> str:
+    """``run_id`` with every run of characters outside ``[A-Za-z0-9_.-]`` as one ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)

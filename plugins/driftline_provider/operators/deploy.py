@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from driftline_provider.assets import champion_asset
+from driftline_provider.links import DriftlineReportLink
 from driftline_provider.operators.base import DriftlineBaseOperator
 
 
@@ -20,12 +21,17 @@ class BlueGreenDeployOperator(DriftlineBaseOperator):
     """
 
     template_fields = ("candidate", "reason")
+    operator_extra_links = (DriftlineReportLink(),)
 
     def __init__(self, *, pack: str, candidate: Any, reason: str = "", **kwargs: Any):
         self.asset = champion_asset(pack)
         super().__init__(pack=pack, outlets=[self.asset], **kwargs)
         self.candidate = candidate
         self.reason = reason
+
+    def report_link(self, ti_key) -> str:
+        """The pack's serving history on the driftline page."""
+        return f"packs/{self.pack}#serving"
 
     def execute(self, context) -> dict:
         from driftline.registry import Registry
@@ -52,10 +58,15 @@ class RollbackOperator(DriftlineBaseOperator):
     """
 
     template_fields = ("reason",)
+    operator_extra_links = (DriftlineReportLink(),)
 
     def __init__(self, *, pack: str, reason: str, **kwargs: Any):
         super().__init__(pack=pack, **kwargs)
         self.reason = reason
+
+    def report_link(self, ti_key) -> str:
+        """The pack's serving history on the driftline page."""
+        return f"packs/{self.pack}#serving"
 
     def execute(self, context) -> dict:
         from driftline.registry import Registry

@@ -6,7 +6,8 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from driftline_provider.operators.base import DriftlineBaseOperator, run_slug
+from driftline_provider.links import DriftlineReportLink, report_path
+from driftline_provider.operators.base import DriftlineBaseOperator, run_slug, slug
 
 
 class ModelGateOperator(DriftlineBaseOperator):
@@ -21,10 +22,18 @@ class ModelGateOperator(DriftlineBaseOperator):
     """
 
     template_fields = ("candidate",)
+    operator_extra_links = (DriftlineReportLink(),)
 
     def __init__(self, *, pack: str, candidate: Any, **kwargs: Any):
         super().__init__(pack=pack, **kwargs)
         self.candidate = candidate
+
+    def report_link(self, ti_key) -> str | None:
+        """The gate's quality report for this run (none when there was nothing to gate)."""
+        parts = ("gates", ti_key.dag_id, slug(ti_key.run_id))
+        if not (self.workspace.reports_dir.joinpath(*parts) / "quality.html").exists():
+            return None
+        return report_path(self.pack, *parts, "quality.html")
 
     def execute(self, context) -> dict:
         from driftline.evaluation import run_gate

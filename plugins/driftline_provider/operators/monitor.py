@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowSkipException
 
 from driftline_provider.assets import drift_asset
+from driftline_provider.links import DriftlineReportLink, report_path
 from driftline_provider.operators.base import DriftlineBaseOperator
 
 
@@ -22,6 +23,7 @@ class DriftReportOperator(DriftlineBaseOperator):
     """
 
     template_fields = ("start", "end")
+    operator_extra_links = (DriftlineReportLink(),)
 
     def __init__(self, *, pack: str, start: str = "{{ data_interval_start | ds }}",
                  end: str = "{{ macros.ds_add(data_interval_end | ds, -1) }}", **kwargs: Any):
@@ -29,6 +31,16 @@ class DriftReportOperator(DriftlineBaseOperator):
         super().__init__(pack=pack, outlets=[self.asset], **kwargs)
         self.start = start
         self.end = end
+
+    def report_link(self, ti_key) -> str | None:
+        """The interval's drift report (none when the task skipped before writing one)."""
+        from driftline.monitoring import drift_dir, report_id_for
+
+        report_id = report_id_for(dt.date.fromisoformat(self.start),
+                                  dt.date.fromisoformat(self.end))
+        if not (drift_dir(self.workspace) / report_id / "lake.html").exists():
+            return None
+        return report_path(self.pack, "drift", report_id, "lake.html")
 
     def execute(self, context) -> dict:
         from driftline.monitoring import run_drift_report
