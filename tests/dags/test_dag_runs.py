@@ -313,6 +313,9 @@ def test_monitor_writes_the_months_drift_report(home, flights, flights_pack):
     (event,) = asset_events("driftline_flights_drift_reports", run_id)
     assert event == {"report_id": "drift_2013-01-01_2013-01-31", "share": 3 / 16,
                      "threshold": 0.4, "crossed": False}
+    # the task instance's "driftline report" extra link opens the report it wrote
+    assert xcom("flights_monitor", run_id, "drift_report", key="_link_DriftlineReportLink") == (
+        "/driftline/reports/flights/drift/drift_2013-01-01_2013-01-31/lake.html")
 
 
 def test_monitor_skips_while_no_model_is_live(home):
