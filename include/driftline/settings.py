@@ -22,7 +22,7 @@ import os
 import tomllib
 from dataclasses import field
 from pathlib import Path
-from typing import Literal, dataclass_transform
+from typing import Annotated, Literal, dataclass_transform
 
 import pydantic
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
@@ -112,6 +112,14 @@ class GateSettings:
     allow_label_change: bool = False
     """A champion trained under another label definition is not comparable: the gate refuses,
     unless this is true; then only the floors apply and the verdict says so."""
+    significance: Literal["refuse_worse", "require_better", "off"] = "refuse_worse"
+    """Paired test of the primary metric, candidate minus champion on the same holdout rows
+    (seeded bootstrap interval at ``confidence``): ``refuse_worse`` refuses a candidate whose
+    whole interval is on the worse side of 0 (significantly worse), ``require_better`` refuses
+    one whose interval is not wholly on the better side (not significantly better; a tie is
+    refused), ``off`` skips the test."""
+    confidence: Annotated[float, pydantic.Field(gt=0.5, lt=1)] = 0.95
+    """Confidence level of the gate's interval (above 0.5, below 1)."""
 
 
 @dataclass
