@@ -156,12 +156,18 @@ class ServingSettings:
     shadow_rows: int = 500
     """Most recent served rows replayed to the candidate and the live slot before a switch."""
     shadow_max_disagreement: float = 0.25
-    """Binary packs: largest share of shadow rows whose call may differ from the live slot's.
+    """Binary packs: largest share of shadow rows whose call may differ from the live slot's
+    (see ``shadow_confidence``).
     It should catch a broken candidate, not a legitimate retrain: measure what a retrain
     differs by on the pack's data and set it above that."""
     shadow_max_relative_diff: float = 0.25
     """Regression packs: largest mean absolute difference between the candidate's and the
     live slot's predictions, relative to the live slot's mean absolute prediction."""
+    shadow_confidence: Annotated[float, pydantic.Field(gt=0.5, lt=1)] = 0.95
+    """Confidence level (above 0.5, below 1) of the shadow measure's interval (Wilson for the
+    share of calls that differ, a seeded bootstrap for the relative difference). The
+    candidate is refused when the interval's lower bound is over the limit: it differs by
+    more than allowed beyond what the number of shadow rows leaves in doubt."""
     post_switch_watch_s: float = 3.0
     """How long the router is watched after a switch; a failed check rolls back at once."""
     prediction_log_keep_days: int = 400

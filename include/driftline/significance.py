@@ -1,9 +1,12 @@
-"""How sure a measured difference is: confidence intervals for the gate.
+"""How sure a measured difference is: confidence intervals for the gate and the shadow check.
 
 * :func:`paired_difference` -- candidate minus champion of a quality metric on the same rows:
   a seeded paired bootstrap (:func:`scipy.stats.bootstrap`, percentile interval; each
   resample draws the same rows for both models) and a two-sided bootstrap p-value for "no
   difference". The same rows and seed give the same interval on every rerun.
+* :func:`share_interval` -- a share of rows (calls that differ): Wilson score interval.
+* :func:`ratio_interval` -- the mean of one paired column over the mean of another (the
+  shadow check's relative difference): the same seeded bootstrap.
 """
 
 from __future__ import annotations
@@ -133,3 +136,31 @@ def paired_difference(metric: str, target, candidate, champion,
         metric, cand, champ, cand - champ, float(result.confidence_interval.low),
         float(result.confidence_interval.high), confidence,
         float(min(1.0, 2 * (side + 1) / (spread.size + 1))), len(y))
+
+
+def share_interval(count: int, rows: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of the share ``count / rows``."""
+    if rows == 0:
+        return 0.0, 0.0
+    ci = stats.binomtest(count, rows).proportion_ci(confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def ratio_interval(numerator, denominator,
+                   confidence: float = 0.95) -> tuple[float, float, float]:
+    """``mean(numerator) / mean(denominator)`` of paired rows and its bootstrap interval.
+
+    :return: the ratio, the interval's low and high; all 0 where the denominator's mean is.
+    """
+    a, b = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
+    if a.size == 0 or b.mean() == 0:
+        return 0.0, 0.0, 0.0
+    if a.size == 1:
+        ratio = float(a[0] / b[0])
+        return ratio, ratio, ratio
+
+    def ratio_of_means(a, b, axis=-1):
+        return a.mean(axis=axis) / b.mean(axis=axis)
+
+    ci = _bootstrap((a, b), ratio_of_means, confidence).confidence_interval
+    return float(a.mean() / b.mean()), float(ci.low), float(ci.high)
