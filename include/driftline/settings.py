@@ -22,7 +22,7 @@ import os
 import tomllib
 from dataclasses import field
 from pathlib import Path
-from typing import Literal, dataclass_transform
+from typing import Annotated, Literal, dataclass_transform
 
 import pydantic
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
@@ -112,6 +112,14 @@ class GateSettings:
     allow_label_change: bool = False
     """A champion trained under another label definition is not comparable: the gate refuses,
     unless this is true; then only the floors apply and the verdict says so."""
+    significance: Literal["refuse_worse", "require_better", "off"] = "refuse_worse"
+    """Paired test of the primary metric, candidate minus champion on the same holdout rows
+    (seeded bootstrap interval at ``confidence``): ``refuse_worse`` refuses a candidate whose
+    whole interval is on the worse side of 0 (significantly worse), ``require_better`` refuses
+    one whose interval is not wholly on the better side (not significantly better; a tie is
+    refused), ``off`` skips the test."""
+    confidence: Annotated[float, pydantic.Field(gt=0.5, lt=1)] = 0.95
+    """Confidence level of the gate's interval (above 0.5, below 1)."""
 
 
 @dataclass
@@ -148,12 +156,18 @@ class ServingSettings:
     shadow_rows: int = 500
     """Most recent served rows replayed to the candidate and the live slot before a switch."""
     shadow_max_disagreement: float = 0.25
-    """Binary packs: largest share of shadow rows whose call may differ from the live slot's.
+    """Binary packs: largest share of shadow rows whose call may differ from the live slot's
+    (see ``shadow_confidence``).
     It should catch a broken candidate, not a legitimate retrain: measure what a retrain
     differs by on the pack's data and set it above that."""
     shadow_max_relative_diff: float = 0.25
     """Regression packs: largest mean absolute difference between the candidate's and the
     live slot's predictions, relative to the live slot's mean absolute prediction."""
+    shadow_confidence: Annotated[float, pydantic.Field(gt=0.5, lt=1)] = 0.95
+    """Confidence level (above 0.5, below 1) of the shadow measure's interval (Wilson for the
+    share of calls that differ, a seeded bootstrap for the relative difference). The
+    candidate is refused when the interval's lower bound is over the limit: it differs by
+    more than allowed beyond what the number of shadow rows leaves in doubt."""
     post_switch_watch_s: float = 3.0
     """How long the router is watched after a switch; a failed check rolls back at once."""
     prediction_log_keep_days: int = 400

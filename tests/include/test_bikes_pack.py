@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -108,7 +109,8 @@ def test_regression_gate_compares_rmse_and_mae_on_the_same_holdout(models, tmp_p
     verdict = run_gate(ws.pack, candidate, champion, ws.gate, tmp_path / "gate")
     names = [c.name for c in verdict.checks]
     assert names == ["candidate R2 on holdout", "RMSE increase vs champion",
-                     "MAE increase vs champion", "training-data drift share"]
+                     "MAE increase vs champion", "RMSE vs champion, 95% CI low",
+                     "training-data drift share"]
     # each model's RMSE on the candidate's holdout, computed here: sklearn on its predictions
     from driftline.features import FeatureSchema
     from driftline.scoring import predict
@@ -123,8 +125,16 @@ def test_regression_gate_compares_rmse_and_mae_on_the_same_holdout(models, tmp_p
                                                                  rel=1e-6)
     assert verdict.passed, verdict.table()  # measured: the autumn model is better on autumn
     assert (tmp_path / "gate" / "quality.html").stat().st_size > 10_000
-
-    from dataclasses import replace
+    # RMSE: lower is better, so "not significantly worse" is the interval's low end <= 0
+    # and "significantly better" its high end < 0; the difference is candidate - champion
+    interval = verdict.checks[3]
+    assert (interval.op, interval.value) == ("<=", interval.statistics["low"])
+    assert interval.statistics["difference"] == pytest.approx(ours - theirs, abs=1e-6)
+    better = run_gate(ws.pack, candidate, champion, replace(ws.gate, significance=
+                                                            "require_better"), tmp_path / "b")
+    must_be_better = better.checks[3]
+    assert (must_be_better.name, must_be_better.op) == ("RMSE vs champion, 95% CI high", "<")
+    assert must_be_better.value == must_be_better.statistics["high"] < 0 and better.passed
 
     # the pack's limits with the RMSE one alone tightened just past the measured increase
     assert ws.gate.max_worsening == {"rmse": 5.0, "mae": 5.0}

@@ -18,7 +18,7 @@ from tests.helpers import DATA_END, DATA_START, workspace_at
 
 JULY = (dt.date(2013, 7, 1), dt.date(2013, 7, 10))
 CHECKS = ("candidate AUC on holdout", "AUC drop vs champion", "log loss increase vs champion",
-          "training-data drift share")
+          "AUC vs champion, 95% CI high", "training-data drift share")
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_gate_refuses_a_worse_candidate_and_says_by_how_much(gate_home, tmp_path
     assert not verdict.passed
     failed = {c.name: c for c in verdict.failures}
     assert set(failed) == {"candidate AUC on holdout", "AUC drop vs champion",
-                           "log loss increase vs champion"}
+                           "log loss increase vs champion", "AUC vs champion, 95% CI high"}
     drop = failed["AUC drop vs champion"]
     assert drop.value == pytest.approx(theirs["auc"] - ours["auc"], abs=1e-9)
     assert drop.value > 0.1 and drop.margin == pytest.approx(0.01 - drop.value)
@@ -101,7 +101,8 @@ def test_gate_refuses_a_worse_candidate_and_says_by_how_much(gate_home, tmp_path
     assert f"off by {abs(drop.margin):.4f}" in verdict.reason()
     saved = json.loads((tmp_path / "verdict.json").read_text())
     assert saved["passed"] is False and saved["champion"] == "v0001"
-    assert {"quality.html", "drift.html", "drift.json"} <= {p.name for p in tmp_path.iterdir()}
+    assert {"quality.html", "drift.html", "drift.json", "verdict.html"} <= {
+        p.name for p in tmp_path.iterdir()}
     assert "FAIL" in verdict.table()
 
 

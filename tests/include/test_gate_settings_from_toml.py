@@ -129,3 +129,25 @@ def test_an_installation_gate_section_fills_only_what_the_pack_leaves_unset(
     assert [c.name for c in allowed.checks] == ["candidate AUC on holdout",
                                                 "label definition same as champion"]
     assert "allowed by [gate] allow_label_change" in allowed.checks[-1].detail
+
+
+def test_the_significance_policy_and_confidence_come_from_the_toml(twin_home, tmp_path,
+                                                                   monkeypatch):
+    """``[packs.flights.gate] significance = "require_better"``: the champion against itself
+    is refused (not significantly better) where the default passes it; ``[gate] confidence``,
+    which the spec leaves unset, sets the interval's level."""
+    champion = Registry(twin_home / "registry", "flights").get("v0001")
+    plain = workspace_from_env(twin_home, config_with(tmp_path, ""), monkeypatch)
+    assert (plain.gate.significance, plain.gate.confidence) == ("refuse_worse", 0.95)
+    assert run_gate(plain.pack, champion, champion, plain.gate, tmp_path / "plain").passed
+
+    config = config_with(tmp_path, '[gate]\nconfidence = 0.9\n\n'
+                                   '[packs.flights.gate]\nsignificance = "require_better"')
+    ws = workspace_from_env(twin_home, config, monkeypatch)
+    assert (ws.gate.significance, ws.gate.confidence) == ("require_better", 0.9)
+    assert ws.gate.floors == {"auc": 0.60}  # the spec's own, untouched
+    verdict = run_gate(ws.pack, champion, champion, ws.gate, tmp_path / "strict")
+    (failure,) = verdict.failures
+    assert failure.name == "AUC vs champion, 90% CI low"
+    assert failure.statistics["confidence"] == 0.9 and failure.value == 0
+    assert "90% CI [+0.0000, +0.0000]" in verdict.reason()

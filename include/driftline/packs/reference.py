@@ -5,6 +5,7 @@ documentation cannot drift from what is validated."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 import typing
 
@@ -36,6 +37,7 @@ file in sync).
 
 def _type(annotation) -> str:
     text = str(annotation).replace("typing.", "").replace("driftline.packs.spec.", "")
+    text = re.sub(r"^Annotated\[(\w+), .*\]$", r"\1", text)  # the docstring says the bounds
     text = text.replace("<class '", "").replace("'>", "").replace("NoneType", "None")
     text = text.replace("|", "\\|")
     return text.replace("datetime.date", "date")

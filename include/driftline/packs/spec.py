@@ -227,7 +227,7 @@ class PackSpec(Strict):
     """Overrides of ``[training]`` (window, holdout, hyperparameters); see the settings."""
     gate: dict = {}
     """Overrides of ``[gate]``: ``floors``, ``max_worsening``, ``max_train_drift_share``,
-    ``allow_label_change``."""
+    ``allow_label_change``, ``significance``, ``confidence``."""
     monitor: dict = {}
     validation: dict = {}
     serving: dict = {}

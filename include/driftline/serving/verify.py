@@ -6,8 +6,10 @@ callable takes raw rows and returns the ``/predict`` response body, raising
 
 * :func:`smoke_check` -- the rows recorded at training must get the recorded predictions.
 * :func:`shadow_compare` -- recent served rows, sent to the candidate and to the live slot:
-  binary packs, the share whose call differs must stay under a threshold; regression packs,
-  the mean absolute difference relative to the live slot's mean absolute prediction.
+  binary packs, the share whose call differs; regression packs, the mean absolute difference
+  relative to the live slot's mean absolute prediction. Each with a confidence interval: the
+  candidate is refused when the interval's lower bound is over the limit, so a few hundred
+  rows neither refuse a retrain by chance nor let a clearly different model through.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from driftline.registry import ModelVersion
 from driftline.serving.paths import predictions_dir
 from driftline.serving.schema import prediction_key
 from driftline.settings import ServingSettings
+from driftline.significance import ratio_interval, share_interval
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +122,11 @@ def shadow_compare(pack: Pack, candidate: Predict, live: Predict, rows: list[dic
                    limits: ServingSettings, where: str, batch_rows: int = 1000) -> dict:
     """Send ``rows`` to the candidate and to the live slot and compare their outputs.
 
-    :return: ``rows``, ``mean_abs_diff``, ``max_abs_diff``, ``threshold`` and the measure the
+    :return: ``rows``, ``mean_abs_diff``, ``max_abs_diff``, ``threshold``, the measure the
         limit applies to: ``disagreement`` (binary: share of rows whose call differs) or
-        ``relative_diff`` (regression: mean |difference| / mean |live prediction|).
-    :raises DeployError: the measure is over its limit.
+        ``relative_diff`` (regression: mean |difference| / mean |live prediction|), and its
+        interval ``ci_low``, ``ci_high`` at ``confidence`` (``shadow_confidence``).
+    :raises DeployError: the interval's lower bound is over the limit.
     """
     ours: list[float] = []
     theirs: list[float] = []
@@ -132,27 +136,28 @@ def shadow_compare(pack: Pack, candidate: Predict, live: Predict, rows: list[dic
         theirs += predictions(pack, live(batch), len(batch), "live slot")
     diffs = [abs(a - b) for a, b in zip(ours, theirs, strict=True)]
     mean_diff = sum(diffs) / len(diffs) if diffs else 0.0
+    confidence = limits.shadow_confidence
     result = {"rows": len(rows), "mean_abs_diff": round(mean_diff, 4),
               "max_abs_diff": round(max(diffs), 4) if diffs else 0.0}
     if pack.task == "binary":
         differ = sum((a >= 0.5) != (b >= 0.5) for a, b in zip(ours, theirs, strict=True))
-        share = round(differ / len(rows), 4) if rows else 0.0
-        limit = limits.shadow_max_disagreement
-        result.update(disagreement=share, threshold=limit)
+        share = differ / len(rows) if rows else 0.0
+        low, high = share_interval(differ, len(rows), confidence)
+        limit, measure = limits.shadow_max_disagreement, "disagreement"
         what = (f"its call differs from the live slot's on {differ} of {len(rows)} recent "
-                f"served rows ({share:.2%} > {limit:.2%} allowed, over by {share - limit:.2%})")
+                f"served rows")
     else:
-        scale = sum(abs(b) for b in theirs) / len(theirs) if theirs else 0.0
-        share = round(mean_diff / scale, 4) if scale else 0.0
-        limit = limits.shadow_max_relative_diff
-        result.update(relative_diff=share, threshold=limit)
+        share, low, high = ratio_interval(diffs, [abs(b) for b in theirs], confidence)
+        limit, measure = limits.shadow_max_relative_diff, "relative_diff"
         what = (f"its predictions differ from the live slot's by {share:.2%} of the live mean "
-                f"on {len(rows)} recent served rows ({share:.2%} > {limit:.2%} allowed, over "
-                f"by {share - limit:.2%})")
-    if rows and share > limit:
-        raise DeployError(f"{where}: shadow comparison failed: {what}; mean |difference| "
-                          f"{result['mean_abs_diff']}")
-    log.info("%s shadow comparison: %d rows, %s %.2f%% (limit %.2f%%), mean |diff| %.4f",
-             where, len(rows), "disagreement" if pack.task == "binary" else "relative diff",
-             100 * share, 100 * limit, result["mean_abs_diff"])
+                f"on {len(rows)} recent served rows")
+    result.update({measure: round(share, 4), "ci_low": round(low, 4),
+                   "ci_high": round(high, 4), "confidence": confidence, "threshold": limit})
+    interval = f"{share:.2%}, {confidence:.0%} CI {low:.2%} to {high:.2%}"
+    if rows and low > limit:
+        raise DeployError(f"{where}: shadow comparison failed: {what} ({interval}: its lower "
+                          f"bound {low:.2%} > {limit:.2%} allowed, over by {low - limit:.2%}); "
+                          f"mean |difference| {result['mean_abs_diff']}")
+    log.info("%s shadow comparison: %d rows, %s %s (lower bound limit %.2f%%), mean |diff| "
+             "%.4f", where, len(rows), measure, interval, 100 * limit, result["mean_abs_diff"])
     return result

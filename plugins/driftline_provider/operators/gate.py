@@ -11,7 +11,8 @@ from driftline_provider.operators.base import DriftlineBaseOperator, run_slug, s
 
 
 class ModelGateOperator(DriftlineBaseOperator):
-    """Refuse a candidate that is worse than the champion by more than the configured limits.
+    """Refuse a candidate that is worse than the champion by more than the configured limits,
+    or (``[gate] significance``) significantly worse, or not significantly better.
 
     The verdict (each check's value, limit and margin) is logged as a table and kept with
     the HTML reports in ``reports/<pack>/gates/<dag_id>/<run_id>/``. A refused candidate fails the

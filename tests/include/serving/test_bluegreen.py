@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -20,6 +21,7 @@ from driftline.serving.paths import router_url, slot_client, slot_log, slot_sock
 from driftline.serving.probe import PredictionProbe
 from driftline.serving.router import Router, RouterError
 from driftline.workspace import Workspace, open_workspace
+from statsmodels.stats.proportion import proportion_confint
 
 from tests.helpers import socket_inodes
 
@@ -464,19 +466,24 @@ def test_shadow_comparison_on_served_rows_gates_the_switch(bluegreen, ws, regist
     bluegreen.deploy(v1, "first")
     _serve_through_router(ws, rows)
 
-    strict = with_serving(ws, shadow_max_disagreement=0.05)
-    with pytest.raises(DeployError, match=r"shadow comparison failed: .* differs from the live "
-                                          r"slot's on 2 of 20 recent served rows \(10.00% > "
-                                          r"5.00% allowed, over by 5.00%\)"):
+    # 10% on 20 rows: 95% Wilson interval 2.79% to 30.10% (statsmodels); only a limit under
+    # its lower bound refuses, a limit under the point estimate alone does not
+    low, high = (float(b) for b in proportion_confint(2, 20, alpha=0.05, method="wilson"))
+    strict = with_serving(ws, shadow_max_disagreement=0.02)
+    with pytest.raises(DeployError, match=re.escape(
+            f"shadow comparison failed: its call differs from the live slot's on 2 of 20 "
+            f"recent served rows (10.00%, 95% CI {low:.2%} to {high:.2%}: its lower bound "
+            f"{low:.2%} > 2.00% allowed, over by {low - 0.02:.2%})")):
         BlueGreen(strict).deploy(v2, "disagrees too much")
     assert bluegreen.status()["live"] == "blue"
     assert router_get(ws, "/version")["model_version"] == "v0001"
 
-    lenient = with_serving(ws, shadow_max_disagreement=0.15)
+    lenient = with_serving(ws, shadow_max_disagreement=0.05)
     switch = BlueGreen(lenient).deploy(v2, "within the limit")["switch"]
     shadow = switch["shadow"]
     assert shadow["rows"] == 20 and shadow["disagreement"] == 0.1
-    assert shadow["threshold"] == 0.15
+    assert shadow["threshold"] == 0.05 < shadow["disagreement"]
+    assert (shadow["ci_low"], shadow["ci_high"]) == (round(low, 4), round(high, 4))
     np.testing.assert_allclose(shadow["mean_abs_diff"], np.mean(np.abs(p1 - p2)[picked]),
                                rtol=0, atol=1e-4)
     # smoke, shadow and watch requests are not logged as served traffic

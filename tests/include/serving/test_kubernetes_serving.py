@@ -442,7 +442,8 @@ def _disagreeing_rows(cluster, flights: pd.DataFrame, a: str, b: str) -> list[di
 
 def test_candidate_that_disagrees_with_live_over_the_limit_is_refused(cluster, flights):
     """Clients sent rows on which the candidate's call differs from the live model's on
-    every one: the shadow comparison (limit 50%) refuses it before any switch."""
+    every one: the shadow comparison (limit 25%; at least 3 rows put the interval's lower
+    bound over 43%) refuses it before any switch."""
     live = _live_blue(cluster)
     selector = cluster.selector()
     live_version, candidate_version = "v0001", "v0002"
@@ -455,11 +456,13 @@ def test_candidate_that_disagrees_with_live_over_the_limit_is_refused(cluster, f
         time.sleep(0.2)
 
     backend = cluster.backend(serving={"shadow_rows": len(rows),
-                                       "shadow_max_disagreement": 0.5})
+                                       "shadow_max_disagreement": 0.25})
     n = len(rows)
     with pytest.raises(DeployError, match=rf"slot \w+: shadow comparison failed: its call "
                                           rf"differs from the live slot's on {n} of {n} recent "
-                                          rf"served rows \(100\.00% > 50\.00% allowed"):
+                                          rf"served rows \(100\.00%, 95% CI [\d.]+% to "
+                                          rf"100\.00%: its lower bound [\d.]+% > 25\.00% "
+                                          rf"allowed"):
         backend.deploy(cluster.version(candidate_version), "disagrees with live")
     _refused_and_scaled_down(cluster, live, selector, candidate_version)
     assert cluster.live_version()["model_version"] == live_version
