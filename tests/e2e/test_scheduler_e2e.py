@@ -240,11 +240,15 @@ def test_a_person_finds_the_whole_story_in_the_airflow_ui(stack, loops, tmp_path
 
         # the gate task's extra link (Airflow's own API, as its UI reads it) opens its report
         href = api.extra_links("flights_train", retrain_run, "gate")["driftline report"]
-        assert href.endswith("/quality.html") and "/driftline/reports/flights/gates/" in href
+        assert href.endswith("/verdict.html") and "/driftline/reports/flights/gates/" in href
         response = page.goto(f"{stack.url}{href}")
-        report = loops["workspaces"]["flights"].reports_dir / href.split(
+        verdict = loops["workspaces"]["flights"].reports_dir / href.split(
             "/driftline/reports/flights/", 1)[1]
-        assert response.status == 200 and response.body() == report.read_bytes()
+        assert response.status == 200 and response.body() == verdict.read_bytes()
+        assert "AUC drop vs champion" in page.inner_text("table")
+        with page.expect_navigation():
+            page.click("a[href='quality.html']")  # the verdict links Evidently's report
+        assert page.url.endswith("/quality.html")
         page.wait_for_timeout(2000)
         assert page.locator("svg").count() > 0  # Evidently's own scripts drew its charts
         shoot(page, "gate-report")

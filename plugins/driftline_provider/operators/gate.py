@@ -30,11 +30,12 @@ class ModelGateOperator(DriftlineBaseOperator):
         self.candidate = candidate
 
     def report_link(self, ti_key) -> str | None:
-        """The gate's quality report for this run (none when there was nothing to gate)."""
+        """The gate's verdict page for this run, linking Evidently's reports (none when
+        there was nothing to gate)."""
         parts = ("gates", ti_key.dag_id, slug(ti_key.run_id))
-        if not (self.workspace.reports_dir.joinpath(*parts) / "quality.html").exists():
+        if not (self.workspace.reports_dir.joinpath(*parts) / "verdict.html").exists():
             return None
-        return report_path(self.pack, *parts, "quality.html")
+        return report_path(self.pack, *parts, "verdict.html")
 
     def execute(self, context) -> dict:
         from driftline.evaluation import run_gate

@@ -101,7 +101,7 @@ def test_lineage_stage_times_and_extra_links_come_from_the_real_runs(observed):
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", bad)
     links = result["links"]
     assert links["bad/gate"] == [
-        f"/driftline/reports/flights/gates/flights_train/{slug}/quality.html"]
-    assert (ws.reports_dir / "gates" / "flights_train" / slug / "quality.html").exists()
+        f"/driftline/reports/flights/gates/flights_train/{slug}/verdict.html"]
+    assert (ws.reports_dir / "gates" / "flights_train" / slug / "verdict.html").exists()
     assert links["good/deploy"] == ["/driftline/packs/flights#serving"]
     assert links["bad/deploy"] == []  # upstream_failed: the task never ran
