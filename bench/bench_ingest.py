@@ -15,7 +15,8 @@ paths must store the same md5.
 
 Scale cases: a data repository with N existing one-row partitions (built once per N with one
 ``Repo.add`` of all of them), copied per path; each path then writes 3 real flights days
-into its copy, in its own process after a warm-up write elsewhere; the median is printed.
+(other days per path) into its copy, in its own process after a warm-up write elsewhere;
+the median is printed.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DAY = dt.date(2013, 3, 5)
 WARM_UP_DAY = dt.date(2013, 3, 4)
-SCALE_DAYS = (dt.date(2013, 2, 5), dt.date(2013, 2, 6), dt.date(2013, 2, 7))
+# each path its own real days, so neither finds its objects in the shared remote already
+SCALE_DAYS = {"stock": (dt.date(2013, 2, 5), dt.date(2013, 2, 6), dt.date(2013, 2, 7)),
+              "new": (dt.date(2013, 2, 12), dt.date(2013, 2, 13), dt.date(2013, 2, 14))}
 
 
 def stock_write_partition(repo, day: dt.date, rows):
@@ -166,13 +169,13 @@ def scale_worker(path: str, folder: Path) -> dict:
     from driftline.versioning import DataRepo
 
     pack = _pack()
-    source = pd.read_pickle(folder.parent / "source.pkl")
+    source = pd.read_pickle(folder.parent.parent / "source.pkl")
     scratch = Path(tempfile.mkdtemp(dir=folder))
     _write(path, DataRepo(pack, scratch / "repo", str(scratch / "remote")), WARM_UP_DAY,
            _day_rows(source, WARM_UP_DAY))
     repo = DataRepo(pack, folder / "repo", str(folder.parent / "remote"))
     seconds = []
-    for day in SCALE_DAYS:
+    for day in SCALE_DAYS[path]:
         rows = _day_rows(source, day)
         started = time.perf_counter()
         _write(path, repo, day, rows)
@@ -212,7 +215,7 @@ def build_repo(pack, folder: Path, partitions: int) -> Path:
     return folder / "repo"
 
 
-DAY_COLUMNS = [("case", "case", "<28", ""), ("path", "path", "<6", ""),
+DAY_COLUMNS = [("case", "case", "<36", ""), ("path", "path", "<6", ""),
                ("valid. s", "validation_s", ">8", ".2f"), ("canon. s", "canonical_s", ">8", ".2f"),
                ("write+version s", "write_s", ">15", ".2f"), ("total s", "total_s", ">7", ".2f"),
                ("rows/s", "rows_per_s", ">9", ",.0f"), ("peak MB", "peak_mb", ">7", ".0f"),
@@ -263,7 +266,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000,
                         help="rows of the resampled day")
     parser.add_argument("--partitions", default="30,365,1000",
-                        help="existing partitions of the scale cases")
+                        help="existing partitions of the scale cases ('' for none)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -276,13 +279,18 @@ def main() -> None:
     source = _pack().load_source()
     with tempfile.TemporaryDirectory(prefix="driftline-bench-ingest-") as tmp:
         days = day_cases(source, args.rows, Path(tmp))
-        scale = scale_cases(source, [int(n) for n in args.partitions.split(",")], Path(tmp))
+        counts = [int(n) for n in args.partitions.split(",") if n]
+        scale = scale_cases(source, counts, Path(tmp))
     print()
+    print("load average (1, 5, 15 min) at the end: {:.2f} {:.2f} {:.2f}, {} cores".format(
+        *os.getloadavg(), os.cpu_count()))
     print(" ".join(f"{title:{width}}" for title, _, width, _ in DAY_COLUMNS))
     for row in days:
         print(" ".join(f"{row[key]:{width}{spec}}" for _, key, width, spec in DAY_COLUMNS))
     if not all(row["peak_is_the_days"] for row in days):
         print("(the peak RSS could not be reset: peak MB is the process's whole peak)")
+    if not scale:
+        return
     print()
     print("per-day versioning cost, median of 3 real flights days, s")
     print(f"{'partitions':>10} {'stock':>7} {'new':>7}")
