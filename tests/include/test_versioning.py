@@ -89,3 +89,73 @@ def test_parallel_writers_do_not_collide_on_the_repository_lock(tmp_path, flight
     log = subprocess.run(["git", "-C", str(repo_path), "log", "--oneline"], text=True,
                          capture_output=True, check=True).stdout
     assert log.count("Ingest flights") == 4
+
+
+def _dvc_files(repo_path):
+    return {p.relative_to(repo_path): p.read_bytes()
+            for p in sorted((repo_path / "partitions").rglob("*.dvc"))}
+
+
+def test_a_repo_written_by_the_stock_path_is_read_and_appended_to(tmp_path, flights_pack,
+                                                                  flights):
+    """A day stored by the code before driftline.partitions (bench_ingest's stock path):
+    rewriting it is a no-op with the same md5 and ``.dvc`` file, a new day appends."""
+    from bench.bench_ingest import stock_write_partition
+
+    repo = _repo(flights_pack, tmp_path)
+    d1, d2 = dt.date(2013, 1, 7), dt.date(2013, 1, 8)
+    stock_md5, _, _ = stock_write_partition(repo, d1, _rows(flights, d1))
+    stock_version, stock_files = repo.head(), _dvc_files(tmp_path / "repo")
+    again = repo.write_partition(d1, _rows(flights, d1).sample(frac=1, random_state=4))
+    assert (again.md5, again.changed, again.data_version) == (stock_md5, False, stock_version)
+    assert _dvc_files(tmp_path / "repo") == stock_files
+    new = repo.write_partition(d2, _rows(flights, d2))
+    assert new.changed and repo.list_days(new.data_version) == [d1, d2]
+    both = repo.read_days(new.data_version, d1, d2)
+    assert both.equals(pd.concat([canonical_frame(flights_pack, _rows(flights, d))
+                                  for d in (d1, d2)], ignore_index=True).astype(both.dtypes))
+    assert repo.read_days(stock_version, d1, d2).equals(repo.read_days(new.data_version, d1, d1))
+
+
+def test_the_dvc_file_is_the_one_dvc_add_writes(tmp_path, flights_pack, flights):
+    from bench.bench_ingest import stock_write_partition
+
+    day = dt.date(2013, 1, 9)
+    stock = DataRepo(flights_pack, tmp_path / "stock", str(tmp_path / "stock-remote"))
+    stock_write_partition(stock, day, _rows(flights, day))
+    new = DataRepo(flights_pack, tmp_path / "new", str(tmp_path / "new-remote"))
+    new.write_partition(day, _rows(flights, day))
+    assert _dvc_files(tmp_path / "new") == _dvc_files(tmp_path / "stock")
+    gitignore = "partitions/date=2013-01-09/.gitignore"
+    assert (tmp_path / "new" / gitignore).read_text() == (tmp_path / "stock" /
+                                                          gitignore).read_text()
+    assert sorted(p.relative_to(tmp_path / "new-remote") for p in
+                  (tmp_path / "new-remote").rglob("*") if p.is_file()) == sorted(
+        p.relative_to(tmp_path / "stock-remote") for p in
+        (tmp_path / "stock-remote").rglob("*") if p.is_file())
+
+
+def test_a_fresh_clone_reads_each_version_byte_for_byte_from_the_remote(tmp_path,
+                                                                        flights_pack, flights):
+    """As a training pod does: only the git history and the DVC remote."""
+    import dvc.api
+    from dvc.repo import Repo
+
+    repo = _repo(flights_pack, tmp_path)
+    d1, d2 = dt.date(2013, 1, 14), dt.date(2013, 1, 15)
+    v1 = repo.write_partition(d1, _rows(flights, d1))
+    first_bytes = repo.partition_path(d1).read_bytes()
+    repo.write_partition(d1, _rows(flights, d1).head(100))  # the day replaced
+    v2 = repo.write_partition(d2, _rows(flights, d2))
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(tmp_path / "repo"), str(clone)], check=True)
+    path = "partitions/date=2013-01-14/data.parquet"
+    assert dvc.api.read(path, repo=str(clone), rev=v1.data_version, mode="rb") == first_bytes
+    assert dvc.api.read(path, repo=str(clone), rev=v2.data_version,
+                        mode="rb") == repo.partition_path(d1).read_bytes() != first_bytes
+    with Repo(str(clone)) as cloned:
+        cloned.pull()
+    assert (clone / path).read_bytes() == repo.partition_path(d1).read_bytes()
+    pod = DataRepo(flights_pack, clone, str(tmp_path / "remote"))
+    assert pod.read_days(v1.data_version, d1, d2).equals(repo.read_days(v1.data_version, d1, d2))
+    assert len(pod.read_days(v2.data_version, d1, d2)) == 100 + v2.rows
