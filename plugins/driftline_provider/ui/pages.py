@@ -133,7 +133,9 @@ def serving_history(view: dict) -> list[dict]:
             for r in reversed(view["serving"].get("history", []))]
 
 
-CHECK_FIELDS = {"name", "value", "op", "threshold", "passed", "detail", "margin"}
+# A check's own columns; the others are shown as its extra figures. ``statistics`` is
+# already written out in the check's detail (interval, p-value, rows; raw in verdict.json).
+CHECK_FIELDS = {"name", "value", "op", "threshold", "passed", "detail", "margin", "statistics"}
 
 
 def gate_rows(view: dict, root: str) -> list[dict]:
@@ -142,7 +144,8 @@ def gate_rows(view: dict, root: str) -> list[dict]:
     pack = view["pack"]
     return [{**g, "links": [(name, report_url(root, pack, g["report_path"], name))
                             for name in g["reports"] + ["verdict.json"]],
-             "checks": [{**c, "extra": {k: v for k, v in c.items() if k not in CHECK_FIELDS}}
+             "checks": [{**c, "extra": {k: v for k, v in c.items()
+                                        if k not in CHECK_FIELDS and v is not None}}
                         for c in g["checks"]]}
             for g in reversed(view["gates"])]
 

@@ -108,6 +108,9 @@ def test_the_pack_page_plots_models_and_drift_and_links_every_report(home):
     saved = json.loads((ws.reports_dir / GATE / "verdict.json").read_text())
     for check in saved["checks"]:
         assert f"<td>{check['name']}</td>" in text
+    (significance,) = [c for c in saved["checks"] if c.get("statistics")]
+    assert f"<td>{significance['detail']}" in text  # the interval, p-value and rows
+    assert "statistics=" not in text and "=None" not in text
     assert 'class="fail">REFUSED</span>\n v0002 vs v0001' in text
     for report in ("quality.html", "drift.html", "verdict.json"):
         assert f'href="../../driftline/reports/flights/{GATE}/{report}"' in text
