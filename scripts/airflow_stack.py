@@ -374,12 +374,20 @@ class AirflowApi:
 
     def _call(self, method: str, path: str, **kwargs) -> dict:
         """One REST call. An idempotent one (GET, PATCH, PUT) is retried for up to 60 s
-        while SQLite's lock makes the api-server answer 503 or a 500 "Database error"."""
+        while SQLite's lock makes the api-server answer 503 or a 500 "Database error", and
+        once when it answered nothing within the client's timeout (it waited on the lock)."""
+        idempotent = method in ("GET", "PATCH", "PUT")
         deadline = time.monotonic() + 60
+        timed_out = False
         while True:
-            response = self.client.request(method, path, **kwargs)
-            if not (method in ("GET", "PATCH", "PUT") and _sqlite_locked(response)
-                    and time.monotonic() < deadline):
+            try:
+                response = self.client.request(method, path, **kwargs)
+            except httpx.TimeoutException:
+                if not idempotent or timed_out:
+                    raise
+                timed_out = True
+                continue
+            if not (idempotent and _sqlite_locked(response) and time.monotonic() < deadline):
                 break
             time.sleep(1)
         if response.status_code >= 400:

@@ -122,13 +122,15 @@ def lifecycle_home(tmp_path_factory, trained_home, flights):
     """``trained_home`` after a lifecycle's stages, run through the core (no Airflow): v0001
     champion; a one-stump v0002 refused by the gate (run ``LIFECYCLE_RUN``); the drift report
     of 1-3 July (it crosses); one ingested interval (2013-07-04) and one quarantined file
-    (2013-07-05). Read-only: copy it to change it."""
+    (2013-07-05); July 1-3's live quality (measured) and July 4-6's (pending). Read-only: copy
+    it to change it."""
     import shutil
 
     from driftline.evaluation import run_gate
     from driftline.ingest import ingest_interval
     from driftline.landing import replay
     from driftline.monitoring import run_drift_report
+    from driftline.outcomes import measure_live_quality
     from driftline.packs.timeline import iter_intervals
     from driftline.registry import Registry
     from driftline.training import train
@@ -156,4 +158,6 @@ def lifecycle_home(tmp_path_factory, trained_home, flights):
     ws.landing_path(dt.date(2013, 7, 5)).write_text("not,the,flights,columns\n1,2,3,4\n")
     with pytest.raises(DataValidationError):
         ingest_interval(ws, dt.date(2013, 7, 5))
+    measure_live_quality(ws, *july)
+    measure_live_quality(ws, dt.date(2013, 7, 4), dt.date(2013, 7, 6))  # pending: no 5th, 6th
     return home

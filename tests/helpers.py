@@ -73,3 +73,27 @@ def socket_inodes(pid: int) -> set[str]:
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
     return inodes
+
+
+def write_days(ws, flights, start, end, transform=None):
+    """Version each day of ``[start, end]`` of the ``flights`` rows in the data repo
+    (``transform`` changes a day's rows first)."""
+    from driftline.packs.timeline import iter_intervals
+    from driftline.versioning import DataRepo
+
+    repo = DataRepo.of(ws)
+    dates = flights[["year", "month", "day"]].apply(tuple, axis=1)
+    for day in iter_intervals(start, end, "daily"):
+        rows = flights[dates == (day.year, day.month, day.day)]
+        repo.write_partition(day, transform(rows) if transform else rows)
+
+
+def with_quality_limit(config: Path, limit: float | None) -> Path:
+    """``config`` (a copy of the test configuration) with the flights pack's live AUC drop
+    limit set to ``limit`` (None: no limit), overriding the pack's own."""
+    text = config.read_text()
+    header = "[packs.flights.monitor]\n"
+    assert header in text, config
+    value = "{}" if limit is None else f"{{auc = {limit}}}"
+    config.write_text(text.replace(header, f"{header}max_quality_drop = {value}\n", 1))
+    return config

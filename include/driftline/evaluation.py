@@ -130,7 +130,8 @@ def _also(check: GateCheck) -> str:
     return f", {check.detail}" if check.statistics else ""
 
 
-def _scored(pack: Pack, version: ModelVersion, raw: pd.DataFrame) -> pd.DataFrame:
+def score_rows(pack: Pack, version: ModelVersion, raw: pd.DataFrame) -> pd.DataFrame:
+    """``raw``'s label (``target``) and ``version``'s output (``prediction``), row by row."""
     schema = FeatureSchema.from_dict(version.metadata["feature_schema"])
     target = pack.label(raw).to_numpy()
     if pack.task == "binary":
@@ -139,7 +140,8 @@ def _scored(pack: Pack, version: ModelVersion, raw: pd.DataFrame) -> pd.DataFram
                          PREDICTION: predict(pack, version.load_booster(), raw, schema)})
 
 
-def _quality(pack: Pack, scored: pd.DataFrame):
+def quality_dataset(pack: Pack, scored: pd.DataFrame):
+    """An Evidently dataset of scored rows with the pack's task declared."""
     from evidently import BinaryClassification, DataDefinition, Dataset, Regression
 
     if pack.task == "binary":
@@ -151,7 +153,8 @@ def _quality(pack: Pack, scored: pd.DataFrame):
     return Dataset.from_pandas(scored, data_definition=definition)
 
 
-def _preset(pack: Pack):
+def quality_preset(pack: Pack):
+    """Evidently's classification or regression preset, per the pack's task."""
     from evidently.presets import ClassificationPreset, RegressionPreset
 
     return ClassificationPreset() if pack.task == "binary" else RegressionPreset()
@@ -162,7 +165,8 @@ _EVIDENTLY_METRICS = {"RocAuc": "auc", "LogLoss": "logloss", "Accuracy": "accura
                       "RMSE": "rmse", "MAE": "mae", "R2Score": "r2"}
 
 
-def _metric_values(snapshot) -> dict[str, float]:
+def metric_values(snapshot) -> dict[str, float]:
+    """driftline's metric names and values from an Evidently quality snapshot."""
     values = {}
     for metric in snapshot.dict()["metrics"]:
         name = metric["metric_name"].split("(", 1)[0]
@@ -241,9 +245,9 @@ def run_gate(pack: Pack, candidate: ModelVersion, champion: ModelVersion | None,
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     holdout = candidate.holdout()
-    cand_scored = _scored(pack, candidate, holdout)
-    cand_snapshot = Report([_preset(pack)]).run(_quality(pack, cand_scored))
-    cand = _metric_values(cand_snapshot)
+    cand_scored = score_rows(pack, candidate, holdout)
+    cand_snapshot = Report([quality_preset(pack)]).run(quality_dataset(pack, cand_scored))
+    cand = metric_values(cand_snapshot)
     checks = [_floor_check(m, cand[m], floor) for m, floor in limits.floors.items()]
     metrics: dict = {"candidate": cand, "holdout_rows": len(holdout), "metric": pack.metric}
 
@@ -260,11 +264,12 @@ def run_gate(pack: Pack, candidate: ModelVersion, champion: ModelVersion | None,
     if champion is None or not comparable:
         cand_snapshot.save_html(str(report_dir / "quality.html"))
     else:
-        champ_scored = _scored(pack, champion, holdout)
-        champ = _metric_values(Report([_preset(pack)]).run(_quality(pack, champ_scored)))
+        champ_scored = score_rows(pack, champion, holdout)
+        champ = metric_values(Report([quality_preset(pack)]).run(
+            quality_dataset(pack, champ_scored)))
         metrics["champion"] = champ
-        Report([_preset(pack)]).run(
-            _quality(pack, cand_scored), _quality(pack, champ_scored)).save_html(
+        Report([quality_preset(pack)]).run(
+            quality_dataset(pack, cand_scored), quality_dataset(pack, champ_scored)).save_html(
             str(report_dir / "quality.html"))
         checks += [_worsening_check(m, cand[m], champ[m], limit)
                    for m, limit in limits.max_worsening.items()]

@@ -2,8 +2,8 @@
 
 Each monitored interval gets one report directory ``reports/drift/<report_id>/`` with the
 Evidently HTML/JSON reports and a ``summary.json``. Rerunning an interval rewrites the same
-report id. A report that crosses the threshold may start one retraining: the retrain trigger
-*claims* it (an exclusive file create), so the same report never triggers twice.
+report id. Whether a report starts a retraining is the retrain policy's decision
+(:mod:`driftline.retraining`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from driftline.workspace import Workspace
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
-CLAIM_FILE = "retrain_claim.json"
 MIN_ROWS = 200
 
 
@@ -101,33 +100,7 @@ def run_drift_report(ws: Workspace, start: dt.date, end: dt.date,
 
 
 def list_drift_reports(reports_root: Path) -> list[dict]:
-    """Every drift report summary under ``reports_root``, oldest interval first, each with
-    ``claimed`` set when it already triggered a retraining."""
-    reports = []
-    for summary in sorted(Path(reports_root).glob(f"*/{SUMMARY_FILE}")):
-        data = json.loads(summary.read_text())
-        claim = summary.parent / CLAIM_FILE
-        data["claimed"] = json.loads(claim.read_text()) if claim.exists() else None
-        reports.append(data)
+    """Every drift report summary under ``reports_root``, oldest interval first."""
+    reports = [json.loads(summary.read_text())
+               for summary in Path(reports_root).glob(f"*/{SUMMARY_FILE}")]
     return sorted(reports, key=lambda r: (r["end"], r["report_id"]))
-
-
-def find_unclaimed_crossing(reports_root: Path, threshold: float) -> dict | None:
-    """The oldest report whose share crosses ``threshold`` and that has not triggered yet."""
-    for report in list_drift_reports(reports_root):
-        if report["share"] >= threshold and not report["claimed"]:
-            return report
-    return None
-
-
-def claim_report(reports_root: Path, report_id: str, claimant: str) -> bool:
-    """Mark a report as having triggered retraining. Only the first caller gets ``True``."""
-    path = Path(reports_root) / report_id / CLAIM_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"by": claimant,
-                   "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}, fh)
-    return True

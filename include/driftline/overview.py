@@ -3,13 +3,16 @@ the UI."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
 
 from driftline.monitoring import drift_dir, list_drift_reports
+from driftline.outcomes import list_quality_reports
 from driftline.packs.spec import HIGHER_IS_BETTER
 from driftline.registry import Registry
+from driftline.retraining import RETRAIN, decisions
 from driftline.settings import Settings
 from driftline.workspace import Workspace, open_workspaces
 
@@ -41,7 +44,7 @@ def drift_history(ws: Workspace) -> list[dict]:
     for report in list_drift_reports(drift_dir(ws)):
         report_dir = Path(report["report_dir"])
         entry = {k: report[k] for k in ("report_id", "start", "end", "share", "threshold",
-                                        "crossed", "model_version", "report_dir", "claimed")}
+                                        "crossed", "model_version", "report_dir")}
         entry["report_path"] = f"drift/{report['report_id']}"
         entry["column_threshold"] = report.get("column_threshold")  # older reports: None
         entry["datasets"] = {
@@ -49,6 +52,19 @@ def drift_history(ws: Workspace) -> list[dict]:
                    "drifted": d["drifted"],
                    "report": f"{name}.html" if (report_dir / f"{name}.html").exists() else None}
             for name, d in report.get("datasets", {}).items()}
+        history.append(entry)
+    return history
+
+
+def quality_history(ws: Workspace) -> list[dict]:
+    """Every interval's live quality, oldest first: measured (the live model's figure against
+    its holdout baseline, prediction drift, the report) or pending (with why)."""
+    history = []
+    for report in list_quality_reports(ws):
+        entry = dict(report)
+        entry["report_path"] = f"quality/{report['report_id']}"
+        entry["report"] = ("quality.html" if (Path(report["report_dir"]) / "quality.html")
+                           .exists() and report["status"] == "measured" else None)
         history.append(entry)
     return history
 
@@ -99,6 +115,9 @@ def collect(ws: Workspace) -> dict:
         "events": registry.events(),
         "gates": gate_verdicts(ws),
         "drift": drift_history(ws),
+        "quality": quality_history(ws),
+        "retrain": [d.to_dict() for d in decisions(ws)],
+        "policy": dataclasses.asdict(ws.retrain),
         "serving": serving_state(ws),
         "quarantine": quarantined(ws),
         "validation": validation_reports(ws),
@@ -118,10 +137,17 @@ def summarize(view: dict) -> dict:
     if last_gate and not last_gate["passed"]:
         attention.append(f"the last gate refused {last_gate['candidate']}: "
                          f"{last_gate['reason']}")
-    unclaimed = [d for d in drift if d["crossed"] and not d["claimed"]]
-    if unclaimed:
-        attention.append(f"drift crossed its threshold in {len(unclaimed)} interval(s) that "
-                         f"did not trigger a retrain yet (latest {unclaimed[-1]['report_id']})")
+    due = [d for d in view.get("retrain", []) if d["action"] == RETRAIN]
+    if due:
+        attention.append(f"the retrain policy is due on {due[-1]['start']}..{due[-1]['end']} "
+                         f"and no retraining started yet: {due[-1]['reason']}")
+    measured = [q for q in view.get("quality", []) if q["status"] == "measured"]
+    last_quality = measured[-1] if measured else None
+    if last_quality and last_quality["crossed"]:
+        attention.append(
+            f"live {last_quality['metric']} in {last_quality['start']}..{last_quality['end']} "
+            f"is {last_quality['value']:.4f}, {last_quality['drop']:.4f} worse than "
+            f"{last_quality['model_version']}'s holdout (limit {last_quality['limit']})")
     if view["quarantine"]:
         attention.append(f"{len(view['quarantine'])} landing file(s) quarantined: "
                          + ", ".join(f["file"] for f in view["quarantine"]))
@@ -136,8 +162,10 @@ def summarize(view: dict) -> dict:
                                                               "passed", "reason")},
         "last_drift": last_drift and {k: last_drift[k] for k in ("report_id", "share",
                                                                  "threshold", "crossed")},
-        # live quality is measured once outcome monitoring lands (issue 11)
-        "last_live_quality": None,
+        "last_live_quality": last_quality and {
+            k: last_quality[k] for k in ("report_id", "metric", "value", "baseline", "drop",
+                                         "limit", "crossed", "model_version")},
+        "pending_quality": sum(q["status"] == "pending" for q in view.get("quality", [])),
         "quarantined": len(view["quarantine"]),
         "attention": attention,
     }
@@ -154,6 +182,16 @@ def collect_all(settings: Settings) -> dict:
 def _mtime(path: Path) -> str:
     return dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).isoformat(
         timespec="seconds")
+
+
+def quality_line(q: dict) -> str:
+    """One interval's live quality in a line: the figure against the holdout, or pending."""
+    if q["status"] == "pending":
+        return f"pending: {q['reason']}"
+    return (f"{q['metric']} {q['value']:.4f}  holdout {q['baseline']:.4f}  drop "
+            f"{q['drop']:+.4f} (limit {q['limit']})  {q['model_version']} on {q['rows']} "
+            f"{q['source']} rows  prediction drift {q['prediction_drift']['score']:.3f}"
+            f"{'  CROSSED' if q['crossed'] else ''}")
 
 
 def render_text(view: dict) -> str:
@@ -178,10 +216,14 @@ def render_text(view: dict) -> str:
                          f"{'ok' if c['passed'] else 'FAILED'}")
     lines.append("== drift (drifted-column share per monitored interval) ==")
     for d in view["drift"]:
-        claim = f"  -> triggered retraining ({d['claimed']['by']})" if d["claimed"] else ""
         lines.append(f"  {d['start']}..{d['end']}  share {d['share']:.3f}  threshold "
                      f"{d['threshold']}  vs {d['model_version']}"
-                     f"{'  CROSSED' if d['crossed'] else ''}{claim}")
+                     f"{'  CROSSED' if d['crossed'] else ''}")
+    lines.append("== live quality (the live model on each interval's outcomes) ==")
+    lines += [f"  {q['start']}..{q['end']}  {quality_line(q)}" for q in view.get("quality", [])]
+    lines.append("== retrain policy (per monitored interval) ==")
+    lines += [f"  {r['start']}..{r['end']}  {r['action']}: {r['reason']}"
+              for r in view.get("retrain", [])]
     serving = view["serving"]
     lines.append("== serving ==")
     if serving.get("live"):
@@ -196,5 +238,5 @@ def render_text(view: dict) -> str:
         lines.append("== quarantined files == "
                      + ", ".join(f["file"] for f in view["quarantine"]))
     lines.append(f"== reports == {view['home']}/reports/{view['pack']} (gates/, drift/, "
-                 "validation/)")
+                 "quality/, validation/)")
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """What a training run trains on: the plan, decided from how the run was started.
 
 A run starts from new ingested data (an Asset event), by hand (the train DAG's Params, or a
-REST/CLI conf), or from the drift sensor (a conf naming the report). :func:`plan_training`
+REST/CLI conf), or from the retrain policy's sensor (a conf naming the drift or quality report
+and the rule, :mod:`driftline.retraining`). :func:`plan_training`
 turns that into one plan: data version, window, hyperparameters, reason. It refuses what it
 cannot honour (:class:`PlanError`: an unknown option, a data version that does not exist, a
 window outside the data) before anything runs, and says when scheduled retraining is not due
@@ -30,8 +31,14 @@ TRAIN_OPTIONS: dict[str, dict[str, Any]] = {
     "hyperparameters": {"default": {}, "type": "object", "properties": HYPERPARAMETER_SCHEMA,
                         "additionalProperties": False},
     "reason": {"default": "", "type": "string", "maxLength": 500},
-    "retrain_every_days": {"default": None, "type": ["null", "integer"], "minimum": 1},
-    "drift_report_id": {"default": None, "type": ["null", "string"]},
+    "retrain_every_days": {"default": None, "type": ["null", "integer"], "minimum": 1,
+                           "description": "New data retrains every N days after the "
+                                          "champion's window (default: [retrain] "
+                                          "cadence_days when the cadence rule is on)"},
+    "drift_report_id": {"default": None, "type": ["null", "string"],
+                        "description": "Set by the retrain policy: the drift report"},
+    "quality_report_id": {"default": None, "type": ["null", "string"],
+                          "description": "Set by the retrain policy: the live-quality report"},
 }
 
 
@@ -62,10 +69,13 @@ def check_options(conf: dict) -> None:
 
 
 def trigger_of(conf: dict, asset_events: list[dict]) -> str:
-    """``asset`` (new data, no conf), ``drift`` (the sensor's conf) or ``manual``."""
+    """``asset`` (new data, no conf), ``drift`` or ``quality`` (the retrain policy's conf
+    naming that report) or ``manual``."""
     if asset_events and not conf:
         return "asset"
-    return "drift" if conf.get("drift_report_id") else "manual"
+    if conf.get("drift_report_id"):
+        return "drift"
+    return "quality" if conf.get("quality_report_id") else "manual"
 
 
 def plan_training(ws, repo, params: dict, conf: dict, asset_events: list[dict],
@@ -82,7 +92,7 @@ def plan_training(ws, repo, params: dict, conf: dict, asset_events: list[dict],
     :raises NotDue: an asset-triggered run whose scheduled retraining is not due.
     """
     check_options(conf)
-    options = {**params, **{k: v for k, v in conf.items() if v is not None}}
+    options = {**params, **{k: v for k, v in conf.items() if v not in (None, "")}}
     trigger = trigger_of(conf, asset_events)
     newest = max(asset_events, key=lambda e: e.get("day", "")) if asset_events else None
     data_version = _data_version(repo, options.get("data_version")
@@ -92,11 +102,12 @@ def plan_training(ws, repo, params: dict, conf: dict, asset_events: list[dict],
         raise PlanError(f"data version {data_version[:12]} has no partitions")
     first_day, newest_day = available[0], _last_day(ws.pack, available[-1])
     start, end = _window(ws, options, newest, newest_day, trigger, data_version, first_day, log)
-    if trigger == "asset":
-        due_or_raise(ws, end, options.get("retrain_every_days"))
+    due = due_or_raise(ws, end, _cadence(ws, options)) if trigger == "asset" else None
     reason = options.get("reason") or {
-        "asset": f"new data: {len(asset_events)} partition event(s) up to {end}",
+        "asset": f"new data: {len(asset_events)} partition event(s) up to {end}"
+                 + (f"; {due}" if due else ""),
         "drift": f"drift report {conf.get('drift_report_id')}",
+        "quality": f"quality report {conf.get('quality_report_id')}",
         "manual": "manual trigger",
     }[trigger]
     return {"pack": ws.name, "data_version": data_version, "start": start.isoformat(),
@@ -123,7 +134,7 @@ def _window(ws, options: dict, newest: dict | None, newest_day: dt.date, trigger
     if asked_end:
         end = dt.date.fromisoformat(asked_end)
         if end > newest_day:
-            if trigger != "drift":
+            if trigger not in ("drift", "quality"):
                 raise PlanError(f"window_end {end} is after the newest data ({span})")
             if log:
                 log.info("window end %s is past the newest partition's last day; using %s",
@@ -142,9 +153,17 @@ def _window(ws, options: dict, newest: dict | None, newest_day: dt.date, trigger
     return start, end
 
 
-def due_or_raise(ws, end: dt.date, every_days: int | None) -> None:
-    """Return when an asset-triggered run should train: no champion yet (bootstrap), or
-    ``every_days`` since the champion's window end.
+def _cadence(ws, options: dict) -> int | None:
+    """The run's ``retrain_every_days``, else the pack's cadence rule's days (if on)."""
+    if options.get("retrain_every_days"):
+        return int(options["retrain_every_days"])
+    return ws.retrain.cadence_days if "cadence" in ws.retrain.on else None
+
+
+def due_or_raise(ws, end: dt.date, every_days: int | None) -> str | None:
+    """Return when an asset-triggered run should train: None when there is no champion yet
+    (bootstrap), else the cadence rule's reason (``every_days`` since the champion's window
+    end).
 
     :raises NotDue: saying why and when it will be due.
     """
@@ -152,15 +171,18 @@ def due_or_raise(ws, end: dt.date, every_days: int | None) -> None:
 
     champion = Registry(ws.registry_dir, ws.model_name).champion()
     if champion is None:
-        return
+        return None
     if every_days is None:
         raise NotDue(f"champion {champion.version} is live and scheduled retraining is off "
-                     "(set the retrain_every_days param); drift or a manual trigger retrains")
+                     "(the cadence rule in [retrain], or the retrain_every_days param); the "
+                     "retrain policy's drift and quality rules or a manual trigger retrain")
     trained_until = dt.date.fromisoformat(champion.metadata["window"]["end"])
     if (end - trained_until).days < int(every_days):
         raise NotDue(f"champion {champion.version} was trained up to {trained_until}; next "
                      f"scheduled retraining after "
                      f"{trained_until + dt.timedelta(days=int(every_days))}")
+    return (f"cadence rule: {(end - trained_until).days} days of data since champion "
+            f"{champion.version}'s window end {trained_until} (every {every_days})")
 
 
 def _last_day(pack, start: dt.date) -> dt.date:

@@ -22,7 +22,7 @@ import os
 import tomllib
 from dataclasses import field
 from pathlib import Path
-from typing import Annotated, Literal, dataclass_transform
+from typing import Annotated, Literal, dataclass_transform, get_args
 
 import pydantic
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
@@ -123,6 +123,32 @@ class GateSettings:
 
 
 @dataclass
+class RetrainSettings:
+    """The retrain policy: which rules start a retraining, and how often at most
+    (:mod:`driftline.retraining`)."""
+
+    on: list[Literal["drift", "quality", "cadence"]] = field(
+        default_factory=lambda: ["drift", "quality"])
+    """Rules that may start a retraining: ``drift`` (drifted-column share reaches
+    ``[monitor] drift_share_threshold``), ``quality`` (the live model's primary metric on an
+    interval's outcomes worse than its holdout by more than ``[monitor] max_quality_drop``),
+    ``cadence`` (new data retrains every ``cadence_days``)."""
+    consecutive: Annotated[int, pydantic.Field(ge=1, le=100)] = 1
+    """Consecutive crossing reports of a rule (against the same live model) needed before it
+    triggers; the count starts again after each retrain."""
+    cooldown_days: Annotated[int, pydantic.Field(ge=0, le=3660)] = 0
+    """Days of data after the last retrain's interval (or the champion's training window) in
+    which no report triggers another."""
+    cadence_days: Annotated[int | None, pydantic.Field(ge=1, le=3660)] = None
+    """With ``cadence`` on: days of data after the champion's training window before new data
+    retrains it (a run's ``retrain_every_days`` Param overrides it)."""
+
+    def __post_init__(self):
+        if "cadence" in self.on and self.cadence_days is None:
+            raise ValueError("the cadence rule is on but cadence_days is not set")
+
+
+@dataclass
 class MonitorSettings:
     """Drift monitoring and the retrain trigger."""
 
@@ -135,6 +161,40 @@ class MonitorSettings:
     """Rows of the reference sample drift reports use."""
     poke_interval_s: float = 5.0
     """How often the drift sensor's trigger looks for new reports."""
+    max_quality_drop: dict[str, float] = field(default_factory=dict)
+    """Per metric, how much worse than its own holdout figure the live model may score on an
+    interval's outcomes before the interval counts as a quality crossing (metric units)."""
+    prediction_drift_threshold: float | None = None
+    """Drift score of the model's outputs (interval vs its holdout) that counts as prediction
+    drift; default the test's own (Evidently's: 0.1 for Wasserstein, p 0.05 for K-S)."""
+
+
+AlertEvent = Literal["drift", "quality", "gate_refused", "auto_rollback", "quarantine",
+                     "deploy_failed"]
+ALERT_EVENTS: tuple[AlertEvent, ...] = get_args(AlertEvent)
+"""What an alert may be about: a drift report that crossed, a live-quality crossing, a
+refused candidate, a deploy rolled back automatically, a quarantined landing file, a failed
+deploy."""
+
+
+@dataclass
+class AlertsSettings:
+    """Alerts through Airflow notifiers, per pack: email (the SMTP provider's connection) and
+    a generic webhook (an HTTP connection, a JSON POST). Off unless ``email_to`` or
+    ``webhook_conn_id`` is set."""
+
+    events: list[AlertEvent] = field(default_factory=lambda: list(ALERT_EVENTS))
+    """Which events alert: ``drift``, ``quality``, ``gate_refused``, ``auto_rollback``,
+    ``quarantine``, ``deploy_failed`` (default all)."""
+    email_to: list[str] = field(default_factory=list)
+    """Addresses an alert is emailed to; empty: no email."""
+    smtp_conn_id: str = "smtp_default"
+    """Airflow connection (type ``smtp``) the email goes through."""
+    webhook_conn_id: str = ""
+    """Airflow connection (type ``http``) an alert's JSON is POSTed to: schema, host, port,
+    extra ``endpoint`` (the path) and ``headers``; empty: no webhook."""
+    ui_base_url: str = "http://127.0.0.1:8080"
+    """The Airflow UI's address, for the link to the report in each alert."""
 
 
 @dataclass
@@ -245,7 +305,8 @@ class KubernetesSettings:
     deferrable: bool = False
 
 
-PACK_SECTIONS = ("validation", "training", "gate", "monitor", "serving")
+PACK_SECTIONS = ("validation", "training", "gate", "monitor", "serving", "retrain",
+                 "alerts")
 """Sections a pack's spec (and ``[packs.<name>]``) may set."""
 INSTALLATION_WIDE = {"serving": {"host", "router_port", "backend"}}
 
@@ -268,7 +329,9 @@ class Settings:
     training: TrainingSettings = field(default_factory=TrainingSettings)
     gate: GateSettings = field(default_factory=GateSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    retrain: RetrainSettings = field(default_factory=RetrainSettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     serving_kubernetes: KubernetesServingSettings = field(
         default_factory=KubernetesServingSettings)
@@ -291,7 +354,9 @@ SECTIONS = {
     "training": TrainingSettings,
     "gate": GateSettings,
     "monitor": MonitorSettings,
+    "retrain": RetrainSettings,
     "serving": ServingSettings,
+    "alerts": AlertsSettings,
     "kubernetes": KubernetesSettings,
     "serving_kubernetes": KubernetesServingSettings,
 }
@@ -314,8 +379,10 @@ def build_section(name: str, values: dict, where: str):
     try:
         return cls(**values)
     except pydantic.ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                             for e in exc.errors())
+        problems = "; ".join(
+            ": ".join(filter(None, (".".join(str(p) for p in e["loc"]),
+                                    e["msg"].removeprefix("Value error, "))))
+            for e in exc.errors())
         raise ValueError(f"{where}: {problems}") from None
 
 

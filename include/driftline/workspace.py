@@ -15,8 +15,10 @@ from driftline.packs import Pack, PackError, discover_packs, load_pack
 from driftline.settings import (
     INSTALLATION_WIDE,
     PACK_SECTIONS,
+    AlertsSettings,
     GateSettings,
     MonitorSettings,
+    RetrainSettings,
     ServingSettings,
     Settings,
     TrainingSettings,
@@ -81,8 +83,16 @@ class Workspace:
         return resolve_section(self.settings, self.pack, "monitor")
 
     @cached_property
+    def retrain(self) -> RetrainSettings:
+        return resolve_section(self.settings, self.pack, "retrain")
+
+    @cached_property
     def serving(self) -> ServingSettings:
         return resolve_section(self.settings, self.pack, "serving")
+
+    @cached_property
+    def alerts(self) -> AlertsSettings:
+        return resolve_section(self.settings, self.pack, "alerts")
 
     def check(self) -> None:
         """Resolve every section now, so a bad value fails at load, not mid-run."""

@@ -1,4 +1,4 @@
-"""The Assets driftline's DAGs produce and consume: three per pack."""
+"""The Assets driftline's DAGs produce and consume: four per pack."""
 
 from __future__ import annotations
 
@@ -21,3 +21,10 @@ def drift_asset(pack: str) -> Asset:
     """A drift report of ``pack`` was written; extra: report_id, share, threshold, crossed."""
     return Asset(name=f"driftline_{pack}_drift_reports", uri=f"driftline://{pack}/reports/drift",
                  group="driftline")
+
+
+def quality_asset(pack: str) -> Asset:
+    """A live-quality report of ``pack`` was written; extra: report_id, status, metric,
+    value, baseline, drop, crossed."""
+    return Asset(name=f"driftline_{pack}_quality_reports",
+                 uri=f"driftline://{pack}/reports/quality", group="driftline")

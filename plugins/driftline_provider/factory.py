@@ -21,13 +21,15 @@ from driftline.settings import Settings, load_settings
 from driftline.workspace import open_workspaces
 
 from driftline_provider.assets import data_asset
+from driftline_provider.notifications.driftline import DriftlineNotifier
 from driftline_provider.operators.deploy import BlueGreenDeployOperator, RollbackOperator
 from driftline_provider.operators.gate import ModelGateOperator
 from driftline_provider.operators.ingest import IngestPartitionOperator
 from driftline_provider.operators.monitor import DriftReportOperator
+from driftline_provider.operators.quality import LiveQualityOperator
 from driftline_provider.operators.training import PlanTrainingOperator, training_operator
-from driftline_provider.sensors.drift import DriftThresholdSensor
 from driftline_provider.sensors.landing import LandingFileSensor
+from driftline_provider.sensors.retrain import RetrainPolicySensor
 
 START = datetime(2000, 1, 1)
 SCHEDULES = {"daily": "@daily", "monthly": "@monthly"}
@@ -41,6 +43,14 @@ def _doc(pack: Pack, what: str) -> str:
     return f"**{pack.name}** ({pack.task}): {pack.spec.description}\n\n{what}"
 
 
+def _alerts(pack: Pack, event: str) -> dict:
+    """The callback that sends ``pack``'s alert for ``event`` (``[alerts]`` decides at run
+    time whether and where): on success for a drift or quality crossing, on failure for the
+    rest."""
+    when = "on_success_callback" if event in ("drift", "quality") else "on_failure_callback"
+    return {when: DriftlineNotifier(event=event, pack=pack.name)}
+
+
 def ingest_dag(pack: Pack) -> DAG:
     """Per data interval: wait for the landing file, validate it, version the partition."""
     with DAG(f"{pack.name}_ingest", schedule=SCHEDULES[pack.interval], start_date=START,
@@ -52,7 +62,8 @@ def ingest_dag(pack: Pack) -> DAG:
                  f"`airflow backfill create --dag-id {pack.name}_ingest ...`."))) as dag:
         wait = LandingFileSensor(task_id="wait_for_landing_file", pack=pack.name,
                                  poke_interval=60, timeout=12 * 3600)
-        wait >> IngestPartitionOperator(task_id="ingest_partition", pack=pack.name)
+        wait >> IngestPartitionOperator(task_id="ingest_partition", pack=pack.name,
+                                        **_alerts(pack, "quarantine"))
     return dag
 
 
@@ -65,48 +76,57 @@ def train_dag(pack: Pack) -> DAG:
              tags=["driftline", f"pack:{pack.name}", "train", "deploy"], default_args=_defaults(),
              params=params, doc_md=_doc(pack, (
                  f"Train → gate → blue-green deploy. Starts on new ingested data (bootstraps "
-                 f"the first model; retrains every `retrain_every_days` if set), by hand with "
-                 f"the Params, or from `{pack.name}_retrain_on_drift`."))) as dag:
+                 f"the first model; retrains on the `[retrain]` cadence rule if on), by hand "
+                 f"with the Params, or from `{pack.name}_retrain_on_drift` (the retrain "
+                 f"policy's drift and quality rules)."))) as dag:
         plan = PlanTrainingOperator(task_id="plan", pack=pack.name)
         train = training_operator(task_id="train", pack=pack.name, plan=plan.output)
         gate = ModelGateOperator(task_id="gate", pack=pack.name, candidate=train.output,
-                                 retries=0)
+                                 retries=0, **_alerts(pack, "gate_refused"))
         deploy = BlueGreenDeployOperator(
             task_id="deploy", pack=pack.name, candidate=train.output,
-            reason="{{ ti.xcom_pull(task_ids='plan')['reason'] }}")
+            reason="{{ ti.xcom_pull(task_ids='plan')['reason'] }}", **_alerts(pack, "deploy"))
         plan >> train >> gate >> deploy
     return dag
 
 
 def monitor_dag(pack: Pack) -> DAG:
-    """Monthly drift of the newest data and the served inputs against the live model."""
+    """Monthly: drift of the newest data and the served inputs against the live model, then
+    the live model's quality on the month's outcomes once they land."""
     with DAG(f"{pack.name}_monitor", schedule="@monthly", start_date=START, catchup=False,
              max_active_runs=1, tags=["driftline", f"pack:{pack.name}", "monitor"],
              default_args=_defaults(), doc_md=_doc(pack, (
                  "Each run writes an Evidently drift report (JSON + HTML) for its month and "
-                 f"publishes the `driftline_{pack.name}_drift_reports` Asset."))) as dag:
-        DriftReportOperator(task_id="drift_report", pack=pack.name)
+                 f"publishes the `driftline_{pack.name}_drift_reports` Asset, then measures "
+                 "the model that was live on the month's outcomes (pending until they land: "
+                 f"`label.delay_days`) and publishes `driftline_{pack.name}_quality_reports`."
+             ))) as dag:
+        drift = DriftReportOperator(task_id="drift_report", pack=pack.name,
+                                    **_alerts(pack, "drift"))
+        drift >> LiveQualityOperator(task_id="live_quality", pack=pack.name,
+                                     **_alerts(pack, "quality"))
     return dag
 
 
 def retrain_on_drift_dag(pack: Pack) -> DAG:
-    """Wait (deferred) for a crossing drift report, claim it, trigger the train DAG."""
-    xcom = "ti.xcom_pull(task_ids='wait_for_drift')"
+    """Wait (deferred) until the retrain policy names an interval, claim it, trigger the
+    train DAG with the reason."""
+    found = "ti.xcom_pull(task_ids='wait_for_retrain_policy')"
     with DAG(f"{pack.name}_retrain_on_drift", schedule="@continuous", start_date=START,
              catchup=False, max_active_runs=1,
              tags=["driftline", f"pack:{pack.name}", "monitor", "train"],
              default_args=_defaults(), doc_md=_doc(pack, (
-                 "Waits in the triggerer for a drift report that crosses the threshold, claims "
-                 f"it so it never triggers twice, and starts `{pack.name}_train` with the "
-                 "report as the reason."))) as dag:
-        drift = DriftThresholdSensor(task_id="wait_for_drift", pack=pack.name, deferrable=True,
-                                     timeout=7 * 24 * 3600)
-        drift >> TriggerDagRunOperator(
+                 "Waits in the triggerer until the pack's retrain policy (`[retrain]`: drift "
+                 "share, live quality drop, `consecutive` crossings, `cooldown_days`) names a "
+                 "monitored interval and no train run is active, claims the interval so it "
+                 f"never triggers twice, and starts `{pack.name}_train` with the reports, "
+                 "figures and rule as the reason."))) as dag:
+        policy = RetrainPolicySensor(task_id="wait_for_retrain_policy", pack=pack.name,
+                                     deferrable=True, timeout=7 * 24 * 3600)
+        policy >> TriggerDagRunOperator(
             task_id="trigger_retraining", trigger_dag_id=f"{pack.name}_train",
-            conf={"reason": f"drift report {{{{ {xcom}['report_id'] }}}} share "
-                            f"{{{{ {xcom}['share'] }}}}",
-                  "drift_report_id": f"{{{{ {xcom}['report_id'] }}}}",
-                  "window_end": f"{{{{ {xcom}['end'] }}}}"})
+            conf={key: f"{{{{ {found}['{key}'] }}}}"
+                  for key in ("reason", "drift_report_id", "quality_report_id", "window_end")})
     return dag
 
 

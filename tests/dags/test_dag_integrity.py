@@ -19,8 +19,8 @@ HEAVY = ["pandas", "xgboost", "evidently", "dvc", "sklearn", "pyarrow"]
 # (a late file), the gate never (a refused candidate stays refused), rollback never (a
 # person decides again); everything else once, 30 s apart.
 RETRIES = {"wait_for_landing_file": 2, "ingest_partition": 2, "plan": 1, "train": 1, "gate": 0,
-           "deploy": 1, "drift_report": 1, "wait_for_drift": 1, "trigger_retraining": 1,
-           "rollback": 0}
+           "deploy": 1, "drift_report": 1, "live_quality": 1, "wait_for_retrain_policy": 1,
+           "trigger_retraining": 1, "rollback": 0}
 SCHEDULES = {
     "flights": {"ingest": "@daily", "train": None, "monitor": "@monthly",
                 "retrain_on_drift": "@continuous", "rollback": None},

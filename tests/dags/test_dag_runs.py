@@ -334,15 +334,24 @@ def write_report(home: Path, start: str, end: str, share: float) -> Path:
     return report
 
 
-def test_drift_sensor_claims_a_crossing_report_once_and_trains_with_it_as_the_reason(home):
+def claim_of(home: Path, start: str, end: str) -> dict:
+    """The retrain policy's claim record of an interval."""
+    return json.loads((home / "reports" / "flights" / "retrain" / f"{start}_{end}.json")
+                      .read_text())
+
+
+def test_retrain_policy_claims_a_crossing_interval_once_and_trains_with_it_as_the_reason(home):
     earlier = dag_run_ids("flights_train")
     june = write_report(home, "2013-06-01", "2013-06-30", 0.6)
     state, tasks, run_id = run("flights_retrain_on_drift")
     assert state == "success", tasks
-    assert json.loads((june / "retrain_claim.json").read_text())["by"] == run_id
+    reason = ("retrain policy: drift rule: drift report drift_2013-06-01_2013-06-30 share "
+              "0.600 >= 0.4")
+    claim = claim_of(home, "2013-06-01", "2013-06-30")
+    assert (claim["by"], claim["reason"], claim["rules"]) == (run_id, reason, ["drift"])
     _, conf = triggered_train_run(run_id)
-    assert conf == {"reason": "drift report drift_2013-06-01_2013-06-30 share 0.6",
-                    "drift_report_id": "drift_2013-06-01_2013-06-30", "window_end": "2013-06-30"}
+    assert conf == {"reason": reason, "drift_report_id": june.name, "quality_report_id": "",
+                    "window_end": "2013-06-30"}
 
     # the train DAG plans with that conf: the report is the reason (train, gate and deploy
     # are marked done: their own tests run them)
@@ -352,16 +361,62 @@ def test_drift_sensor_claims_a_crossing_report_once_and_trains_with_it_as_the_re
     # June is not ingested: the window ends at the newest partition, 24 days long
     assert xcom("flights_train", train_run_id, "plan") == {
         "pack": "flights", "data_version": DataRepo.of(workspace_at(home)).head(),
-        "start": "2013-01-01", "end": "2013-01-24", "params": {},
-        "reason": "drift report drift_2013-06-01_2013-06-30 share 0.6", "trigger": "drift"}
+        "start": "2013-01-01", "end": "2013-01-24", "params": {}, "reason": reason,
+        "trigger": "drift"}
 
-    # never twice: a second run passes over the claimed (older) report and takes the next one
+    # never twice, and no second retrain while one is active: June's triggered train run is
+    # still queued (dag.test() has no scheduler to run it), so July's crossing waits, not
+    # claimed, until that run ends; then it is claimed and trains
+    queued_run_id, _ = triggered_train_run(run_id)
     july = write_report(home, "2013-07-01", "2013-07-31", 0.5)
-    state, tasks, second = run("flights_retrain_on_drift")
+    earlier_retrains = dag_run_ids("flights_retrain_on_drift")
+    seen: dict = {"states": []}
+
+    def end_the_queued_retrain():
+        """Once the sensor has looked while June's run was active (it deferred, or resumed
+        from its trigger: dag.test() runs the trigger inline with the task queued, so the
+        deferred state lasts milliseconds, but next_method stays), record whether July was
+        claimed, then end June's run. The sensor then waits busy_recheck_s (30 s) before it
+        looks again, so the record is made while it waits."""
+        from airflow.models import DagRun, TaskInstance
+        from airflow.utils.session import create_session
+
+        try:
+            deadline = time.monotonic() + 420
+            while time.monotonic() < deadline and "looked" not in seen:
+                with create_session() as session:
+                    looks = [(ti.state, ti.next_method) for ti in session.query(
+                        TaskInstance).filter(
+                        TaskInstance.dag_id == "flights_retrain_on_drift",
+                        TaskInstance.task_id == "wait_for_retrain_policy",
+                        TaskInstance.run_id.not_in(earlier_retrains))]
+                if looks and looks[-1] != (seen["states"] or [None])[-1]:
+                    seen["states"].append(looks[-1])
+                if any(state in ("success", "failed") for state, _ in looks):
+                    break  # it ended without waiting: the assertion below says so
+                if any(state == "deferred" or method == "execute_complete"
+                       for state, method in looks):
+                    time.sleep(2)
+                    seen["looked"] = True
+                    seen["july_claimed"] = (home / "reports" / "flights" / "retrain" /
+                                            "2013-07-01_2013-07-31.json").exists()
+                time.sleep(0.2)
+        finally:
+            with create_session() as session:
+                session.query(DagRun).filter_by(dag_id="flights_train",
+                                                run_id=queued_run_id).one().state = "failed"
+
+    ender = threading.Thread(target=end_the_queued_retrain)
+    ender.start()
+    try:  # dag.test() in the main thread: the task runner installs signal handlers
+        state, tasks, second = run("flights_retrain_on_drift")
+    finally:
+        ender.join()
+    assert (seen.get("looked"), seen.get("july_claimed")) == (True, False), seen
     assert state == "success", tasks
-    assert json.loads((june / "retrain_claim.json").read_text())["by"] == run_id
-    assert json.loads((july / "retrain_claim.json").read_text())["by"] == second
-    assert triggered_train_run(second)[1]["drift_report_id"] == "drift_2013-07-01_2013-07-31"
+    assert claim_of(home, "2013-06-01", "2013-06-30")["by"] == run_id
+    assert claim_of(home, "2013-07-01", "2013-07-31")["by"] == second
+    assert triggered_train_run(second)[1]["drift_report_id"] == july.name
     assert len(operator_triggered_train_confs(june.name, earlier)) == 1
 
 

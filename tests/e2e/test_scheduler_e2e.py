@@ -120,8 +120,10 @@ def _loop(api, ws) -> dict:
     states = {t["task_id"]: t["state"]
               for t in api.task_instances(train, finished["dag_run_id"])}
     assert states["train"] == "success"
-    claim = json.loads((Path(summary["report_dir"]) / "retrain_claim.json").read_text())
+    claim = json.loads((ws.reports_dir / "retrain" / f"{month}_{month_end}.json").read_text())
     assert claim["by"].startswith("scheduled__"), claim  # the @continuous sensor's run
+    assert claim["drift_report_id"] == report_id and "drift" in claim["rules"], claim
+    assert finished["conf"]["reason"] == claim["reason"]
     return {"v1": v1, "v1_run": run_id, "finished": finished, "states": states,
             "registry": registry, "report_id": report_id}
 

@@ -1,12 +1,8 @@
 import datetime as dt
-import json
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from driftline.monitoring import (
-    claim_report,
     drift_dir,
-    find_unclaimed_crossing,
     list_drift_reports,
     run_drift_report,
 )
@@ -50,15 +46,3 @@ def test_summer_drifts_from_a_winter_reference_and_winter_does_not(home_copy, fl
     assert len(list_drift_reports(drift_dir(ws))) == 2  # rerun overwrote, not added
 
 
-def test_a_crossing_report_can_be_claimed_exactly_once(tmp_path):
-    report = tmp_path / "drift_2013-07-01_2013-07-31"
-    report.mkdir()
-    (report / "summary.json").write_text(json.dumps(
-        {"report_id": report.name, "start": "2013-07-01", "end": "2013-07-31", "share": 0.7}))
-    assert find_unclaimed_crossing(tmp_path, 0.5)["report_id"] == report.name
-    assert find_unclaimed_crossing(tmp_path, 0.8) is None
-    with ThreadPoolExecutor(8) as pool:
-        wins = list(pool.map(lambda i: claim_report(tmp_path, report.name, f"run{i}"),
-                             range(8)))
-    assert wins.count(True) == 1
-    assert find_unclaimed_crossing(tmp_path, 0.5) is None

@@ -9,8 +9,9 @@ import json
 import shutil
 
 import pytest
-from driftline.monitoring import claim_report, drift_dir
-from driftline.overview import collect
+from driftline.monitoring import drift_dir
+from driftline.overview import collect, render_text
+from driftline.retraining import claim_interval, next_trigger
 
 from tests.helpers import LIFECYCLE_RUN as RUN
 from tests.helpers import workspace_at
@@ -49,17 +50,20 @@ def test_drift_per_column_comes_from_the_report_and_a_claim_clears_the_attention
     assert lake["drifted"] == saved["datasets"]["lake"]["drifted"] and lake["drifted"]
     assert lake["report"] == "lake.html" and drift["report_path"] == f"drift/{report_id}"
     assert drift["column_threshold"] == ws.monitor.column_drift_threshold
-    waiting = [line for line in collect(ws)["summary"]["attention"] if "drift crossed" in line]
-    assert waiting == [f"drift crossed its threshold in 1 interval(s) that did not trigger a "
-                       f"retrain yet (latest {report_id})"]
+    due = [line for line in collect(ws)["summary"]["attention"] if "retrain policy" in line]
+    decision = next_trigger(ws)
+    assert due == [f"the retrain policy is due on 2013-07-01..2013-07-03 and no retraining "
+                   f"started yet: {decision.reason}"]
 
     copy = tmp_path / "claimed"
     shutil.copytree(home, copy, symlinks=True)
     claimed = workspace_at(copy)
-    assert claim_report(drift_dir(claimed), report_id, "scheduled__2013-07-04")
+    assert claim_interval(claimed, decision, "scheduled__2013-07-04")
     view = collect(claimed)
-    assert view["drift"][0]["claimed"]["by"] == "scheduled__2013-07-04"
-    assert not [line for line in view["summary"]["attention"] if "drift crossed" in line]
+    (retrain,) = view["retrain"]
+    assert (retrain["action"], retrain["claim"]["by"]) == ("claimed", "scheduled__2013-07-04")
+    assert retrain["claim"]["drift_report_id"] == report_id
+    assert not [line for line in view["summary"]["attention"] if "retrain policy" in line]
     assert view["summary"]["last_drift"] == {"report_id": report_id, "share": saved["share"],
                                              "threshold": saved["threshold"], "crossed": True}
 
@@ -85,3 +89,25 @@ def test_a_champion_that_is_not_deployed_needs_attention(home):
     assert view["serving"] == {} and view["summary"]["live_version"] is None
     assert "champion v0001 is registered but nothing is deployed" in view["summary"][
         "attention"]
+
+
+def test_live_quality_per_interval_is_listed_measured_or_pending(home):
+    ws = workspace_at(home)
+    view = collect(ws)
+    july, later = view["quality"]
+    saved = json.loads((ws.reports_dir / "quality" / "quality_2013-07-01_2013-07-03" /
+                        "summary.json").read_text())
+    assert july["status"] == "measured" and july["value"] == saved["value"]
+    assert july["report"] == "quality.html"
+    assert july["report_path"] == "quality/quality_2013-07-01_2013-07-03"
+    assert later["status"] == "pending" and later["report"] is None
+    assert "2013-07-06" in later["reason"]
+    summary = view["summary"]
+    assert summary["last_live_quality"] == {k: saved[k] for k in (
+        "report_id", "metric", "value", "baseline", "drop", "limit", "crossed",
+        "model_version")}
+    assert summary["pending_quality"] == 1
+    crossing = [line for line in summary["attention"] if line.startswith("live auc")]
+    assert bool(crossing) is saved["crossed"]
+    text = render_text(view)
+    assert f"auc {saved['value']:.4f}" in text and "2013-07-04..2013-07-06  pending" in text

@@ -83,3 +83,37 @@ def test_an_asset_run_bootstraps_then_waits_until_due(ws):
         plan(ws, events=events)
     with pytest.raises(NotDue, match="after 2013-01-31"):
         plan(ws, events=events, retrain_every_days=7)
+
+
+def test_a_quality_run_from_the_retrain_policy_plans_like_a_drift_run_with_its_reason(ws):
+    """The retrain policy's conf: empty strings for the report that did not trigger (a conf
+    renders through templates as text) are ignored like absent keys."""
+    reason = "retrain policy: quality rule: quality report quality_2013-01 auc +0.0800 worse"
+    got = plan(ws, {"reason": reason, "drift_report_id": "", "window_end": "2013-01-31",
+                    "quality_report_id": "quality_2013-01"})
+    assert (got["trigger"], got["end"], got["reason"]) == ("quality", "2013-01-24", reason)
+
+
+def test_the_packs_cadence_rule_retrains_new_data_when_due(tmp_path, trained_home, flights):
+    import datetime as dt
+
+    from tests.helpers import write_days
+    from tests.policy_reports import policy_home
+
+    ws = policy_home(tmp_path, trained_home, retrain='on = ["drift", "cadence"]\n'
+                                                     "cadence_days = 20")
+    repo = DataRepo.of(ws)
+    write_days(ws, flights, dt.date(2013, 1, 25), dt.date(2013, 2, 12))
+    events = [{"day": "2013-02-12", "data_version": repo.head()}]
+    with pytest.raises(NotDue, match=r"v0001 was trained up to 2013-01-24; next scheduled "
+                                     r"retraining after 2013-02-13"):
+        plan(ws, events=events)
+    write_days(ws, flights, dt.date(2013, 2, 13), dt.date(2013, 2, 13))
+    got = plan(ws, events=[{"day": "2013-02-13", "data_version": repo.head()}])
+    assert got["reason"] == ("new data: 1 partition event(s) up to 2013-02-13; cadence rule: "
+                             "20 days of data since champion v0001's window end 2013-01-24 "
+                             "(every 20)")
+    # a run's own retrain_every_days overrides the pack's cadence
+    with pytest.raises(NotDue, match="after 2013-02-23"):
+        plan(ws, events=[{"day": "2013-02-13", "data_version": repo.head()}],
+             retrain_every_days=30)

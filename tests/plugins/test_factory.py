@@ -124,7 +124,9 @@ def test_each_packs_assets_are_its_own(packs_dir, monkeypatch):
             ("ingest_partition", f"driftline_{pack}_data", f"driftline://{pack}/lake"),
             ("deploy", f"driftline_{pack}_champion", f"driftline://{pack}/registry/champion"),
             ("drift_report", f"driftline_{pack}_drift_reports",
-             f"driftline://{pack}/reports/drift")])
+             f"driftline://{pack}/reports/drift"),
+            ("live_quality", f"driftline_{pack}_quality_reports",
+             f"driftline://{pack}/reports/quality")])
         train = bag.dags[f"{pack}_train"].schedule
         assert (train.name, train.uri) == (f"driftline_{pack}_data", f"driftline://{pack}/lake")
         produced[pack] = {(name, uri) for _, name, uri in outlets}

@@ -15,9 +15,10 @@ import sys
 
 import pytest
 from driftline.evaluation import run_gate
-from driftline.monitoring import claim_report, drift_dir, run_drift_report
+from driftline.monitoring import drift_dir, run_drift_report
 from driftline.overview import collect, render_text
 from driftline.registry import Registry
+from driftline.retraining import claim_interval, decisions
 
 from tests.helpers import ROOT, settings_at, workspace_at
 
@@ -40,8 +41,9 @@ def demo_home(home_copy):
     run_gate(ws.pack, v1, None, ws.gate, ws.reports_dir / "gates" / "flights_train" / RUN)
     BlueGreen(ws).deploy(v1, "first model")
     registry.set_alias("champion", "v0001", "first model")
-    report = run_drift_report(ws, dt.date(2013, 1, 20), dt.date(2013, 1, 24))
-    assert claim_report(drift_dir(ws), report["report_id"], "scheduled__2013-01-25")
+    run_drift_report(ws, dt.date(2013, 1, 20), dt.date(2013, 1, 24))
+    (decision,) = decisions(ws)
+    assert claim_interval(ws, decision, "scheduled__2013-01-25")
     yield home_copy
     stop_serving(settings_at(home_copy))
 
@@ -69,14 +71,17 @@ def test_the_summary_names_models_gates_drift_live_slot_reports_and_endpoints(
 
     report = json.loads((drift_dir(ws) / "drift_2013-01-20_2013-01-24" /
                          "summary.json").read_text())
-    (drift,) = [line for line in lines if line.startswith("  2013-01-20..2013-01-24")]
+    (drift,) = [line for line in lines if line.startswith("  2013-01-20..2013-01-24  share")]
     assert f"share {report['share']:.3f}" in drift and "vs v0001" in drift
-    assert drift.endswith("-> triggered retraining (scheduled__2013-01-25)")
+    retrain = lines[lines.index("== retrain policy (per monitored interval) ==") + 1]
+    assert retrain.startswith("  2013-01-20..2013-01-24  claimed: started retraining "
+                              "(scheduled__2013-01-25)")
 
     state = json.loads((ws.serving_dir / "state.json").read_text())
     live = state["live"]
     assert f"  live slot: {live} (v0001)" in lines
-    assert f"== reports == {demo_home}/reports/flights (gates/, drift/, validation/)" in lines
+    assert (f"== reports == {demo_home}/reports/flights (gates/, drift/, quality/, "
+            "validation/)") in lines
 
     stack = AirflowStack(airflow_env(ROOT, tmp_path / "airflow", demo_home, port=8080))
     demo.print_access(stack, ws.settings, ["flights", "bikes"])

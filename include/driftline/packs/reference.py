@@ -37,7 +37,7 @@ file in sync).
 
 def _type(annotation) -> str:
     text = str(annotation).replace("typing.", "").replace("driftline.packs.spec.", "")
-    text = re.sub(r"^Annotated\[(\w+), .*\]$", r"\1", text)  # the docstring says the bounds
+    text = re.sub(r"^Annotated\[([\w |]+?), .*\]$", r"\1", text)  # the docstring says the bounds
     text = text.replace("<class '", "").replace("'>", "").replace("NoneType", "None")
     text = text.replace("|", "\\|")
     return text.replace("datetime.date", "date")
@@ -97,7 +97,7 @@ def markdown() -> str:
     for prefix, model in SPEC_SECTIONS:
         lines += _model_rows(prefix, model)
     lines += ["", "## Settings a pack may set", "",
-              "`[training]`, `[gate]`, `[monitor]`, `[validation]` and `[serving]` in a pack "
+              ", ".join(f"`[{s}]`" for s in PACK_SECTIONS) + " in a pack "
               "override driftline's defaults; an installation's `[packs.<name>.<section>]` "
               "overrides the pack. `serving.host`, `serving.router_port` and "
               "`serving.backend` are installation-wide.", "", *header]

@@ -136,6 +136,9 @@ class LabelSpec(Strict):
     """Name of a function in the hooks module: ``f(frame) -> sequence`` (NaN: unlabelled)."""
     name: str = Field("label", pattern=r"^[a-z][a-z0-9_]{0,30}$")
     """The prediction's name in responses (binary: ``<name>`` and ``<name>_probability``)."""
+    delay_days: int = Field(0, ge=0, le=3660)
+    """How many days after an interval ends its outcomes are known (0: the interval's own
+    file carries them). Live quality waits until the data reaches that far."""
 
     @model_validator(mode="after")
     def _one_way(self) -> LabelSpec:
@@ -231,6 +234,12 @@ class PackSpec(Strict):
     monitor: dict = {}
     validation: dict = {}
     serving: dict = {}
+    retrain: dict = {}
+    """Overrides of ``[retrain]``: the retrain policy's rules, ``consecutive``,
+    ``cooldown_days``, ``cadence_days``."""
+    alerts: dict = {}
+    """Overrides of ``[alerts]``: ``events``, ``email_to``, ``smtp_conn_id``,
+    ``webhook_conn_id``, ``ui_base_url``."""
 
     @property
     def metric(self) -> str:

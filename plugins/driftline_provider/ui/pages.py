@@ -56,6 +56,35 @@ def drift_chart(view: dict, root: str) -> str:
                       threshold_label="retrain threshold", css_class="chart drift")
 
 
+def quality_chart(view: dict) -> str:
+    """The live model's primary metric per interval once its outcomes landed (pending
+    intervals break the line), against the live model's holdout figure; crossings marked."""
+    metric = view["metric"]
+    points = [Point(q["end"], q.get("value"),
+                    f"{q['start']}..{q['end']}: " + (
+                        f"pending ({q['reason']})" if q["status"] == "pending" else
+                        f"{metric} {q['value']:.4f} vs holdout {q['baseline']:.4f} "
+                        f"({q['model_version']}){' - CROSSED' if q['crossed'] else ''}"),
+                    marked=bool(q.get("crossed")), href=f"#quality-{q['report_id']}")
+              for q in view.get("quality", [])]
+    measured = [q for q in view.get("quality", []) if q["status"] == "measured"]
+    baseline = measured[-1]["baseline"] if measured else None
+    if not measured:
+        return ""
+    return line_chart(points, title=f"{view['pack']}: live {metric} per interval",
+                      y_label=f"live {metric}", threshold=baseline,
+                      threshold_label=f"holdout {metric} of {measured[-1]['model_version']}",
+                      css_class="chart quality")
+
+
+def quality_rows(view: dict, root: str) -> list[dict]:
+    """Every interval's live quality, newest first, with its report links."""
+    pack = view["pack"]
+    return [{**q, "url": q["report"] and report_url(root, pack, q["report_path"], q["report"]),
+             "summary_url": report_url(root, pack, q["report_path"], "summary.json")}
+            for q in reversed(view.get("quality", []))]
+
+
 def column_chart(dataset: dict, threshold: float | None, title: str) -> str:
     """Each column's drift score in a report, drifted columns flagged."""
     bars = [Bar(column, score, f"{column}: {score:.3f}"
@@ -105,13 +134,16 @@ def lineage(view: dict, runs: dict, root: str) -> list[dict]:
 
 
 def _trigger(pack: str, conf: dict, root: str) -> dict | None:
-    """What started a training run, from its conf: a drift report (linked) or a person."""
-    report_id = conf.get("drift_report_id")
-    if report_id:
-        return {"kind": "drift", "text": f"drift report {report_id}",
-                "url": f"#drift-{report_id}"}
+    """What started a training run, from its conf: the retrain policy (its reason, linked
+    to the drift or quality report) or a person."""
+    for kind in ("drift", "quality"):
+        report_id = conf.get(f"{kind}_report_id")
+        if report_id:
+            return {"kind": kind, "text": conf.get("reason") or f"{kind} report {report_id}",
+                    "url": f"#{kind}-{report_id}"}
     if conf:
-        return {"kind": "manual", "text": ", ".join(f"{k}={v}" for k, v in conf.items()),
+        return {"kind": "manual", "text": ", ".join(f"{k}={v}" for k, v in conf.items()
+                                                    if v not in (None, "")),
                 "url": None}
     return None
 
@@ -170,6 +202,15 @@ def drift_rows(view: dict, root: str) -> list[dict]:
     return rows
 
 
+def retrain_rows(view: dict) -> list[dict]:
+    """The retrain policy's decision per monitored interval, newest first, each rule's
+    report linked to its section of the page."""
+    return [{**r, "reports": [{"rule": o["rule"], "report_id": o["report_id"],
+                               "anchor": f"#{o['rule']}-{o['report_id']}"}
+                              for o in r["observations"]]}
+            for r in reversed(view.get("retrain", []))]
+
+
 def _all_skipped(run: dict) -> bool:
     return bool(run["tasks"]) and all(t["state"] == "skipped" for t in run["tasks"].values())
 
@@ -182,6 +223,8 @@ def pack_page(view: dict, runs: dict, root: str) -> dict:
         "model_chart": model_chart(view, root), "drift_chart": drift_chart(view, root),
         "lineage": lineage(view, runs, root), "gates": gate_rows(view, root),
         "drift": drift_rows(view, root), "serving": serving_history(view),
+        "quality_chart": quality_chart(view), "quality": quality_rows(view, root),
+        "retrain": retrain_rows(view), "policy": view.get("policy", {}),
         "stages": stage_times(runs), "runs": [r for r in runs["runs"] if not _all_skipped(r)][:20],
         "skipped_runs": sum(_all_skipped(r) for r in runs["runs"]),
         "validation": list(reversed(view["validation"]))[:30],

@@ -120,6 +120,13 @@ def test_the_pack_page_plots_models_and_drift_and_links_every_report(home):
     assert 'href="../../dags/flights_rollback"' in text
     assert "flights_2013-07-05.csv" in text  # quarantined, with its checks
     assert "the last gate refused v0002" in text
+    # live quality: the measured interval on the chart and in the table, the pending one
+    # with its reason, never as a zero
+    assert "chart quality" in classes
+    assert ('href="../../driftline/reports/flights/quality/quality_2013-07-01_2013-07-03/'
+            'quality.html"') in text
+    pending = text[text.index('id="quality-quality_2013-07-04_2013-07-06"'):]
+    assert "<td>pending</td>" in pending[:400] and "2013-07-06" in pending[:800]
 
 
 def test_reports_are_served_from_the_report_directory_only(home):
