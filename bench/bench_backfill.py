@@ -9,7 +9,7 @@ fresh stack in a temporary directory (SQLite, LocalExecutor, no watchdog):
 
 1. replays the landing data (flights 2013, bikes 2011-2012) and unpauses ``flights_ingest``,
    ``bikes_ingest``, ``flights_monitor`` and ``flights_retrain_on_drift``, so their
-   scheduled runs, the monitor and the drift sensor run alongside the backfills;
+   scheduled runs, the monitor and the retrain policy sensor run alongside the backfills;
 2. runs ``--creates`` real ``airflow backfill create --max-active-runs 4`` commands,
    alternating flights/bikes over consecutive disjoint windows of 5-30 days (drawn from
    ``--seed``; a bikes window reaches the next month start, so it always has a run; a pack

@@ -216,7 +216,7 @@ class PackDemo:
             self.pending_quality.add(report_id)
 
     def wait_drift_train_run(self, report_id: str, timeout: float = 300) -> dict | None:
-        """Wait for the train run the drift sensor started for ``report_id``."""
+        """Wait for the train run the retrain policy sensor started for ``report_id``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for run in self.api.runs(self.dag("train")):
@@ -269,7 +269,7 @@ class PackDemo:
                   f"(threshold {summary['threshold']}) "
                   f"{'CROSSED' if summary['crossed'] else 'below'}")
             if summary["crossed"]:
-                print("   waiting for the drift sensor to trigger retraining ...")
+                print("   waiting for the retrain policy sensor to trigger retraining ...")
                 outcome = self.wait_drift_train_run(summary["report_id"])
                 if outcome:
                     print(f"   drift-triggered {self.describe_train_run(outcome)}")

@@ -85,7 +85,7 @@ def plan_training(ws, repo, params: dict, conf: dict, asset_events: list[dict],
     :param ws: the pack's :class:`~driftline.workspace.Workspace`.
     :param repo: its :class:`~driftline.versioning.DataRepo`.
     :param params: the run's resolved Params (defaults included).
-    :param conf: what the run was started with (manual conf or the drift sensor's).
+    :param conf: what the run was started with (manual conf or the retrain policy sensor's).
     :param asset_events: the ``extra`` of each triggering ingest Asset event.
     :param log: where to say why a window was adjusted (a logger); optional.
     :raises PlanError: unknown options, unknown data version, a window outside the data.

@@ -160,7 +160,7 @@ class MonitorSettings:
     reference_rows: int = 20_000
     """Rows of the reference sample drift reports use."""
     poke_interval_s: float = 5.0
-    """How often the drift sensor's trigger looks for new reports."""
+    """How often the retrain policy's trigger looks for new reports."""
     max_quality_drop: dict[str, float] = field(default_factory=dict)
     """Per metric, how much worse than its own holdout figure the live model may score on an
     interval's outcomes before the interval counts as a quality crossing (metric units)."""

@@ -2,8 +2,8 @@
 both shipped packs at once.
 
 Per pack: ingest (backfill) → manual train → gate → deploy → later data → monitor (backfill) →
-drift sensor in the triggerer → drift-triggered train → gate → deploy or refuse. Both models
-then answer side by side behind the one router. Nothing here calls DAG code: every step goes
+retrain policy sensor in the triggerer → drift-triggered train → gate → deploy or refuse. Both
+models then answer side by side behind the one router. Nothing here calls DAG code: every step goes
 through Airflow's REST API and scheduler.
 """
 
@@ -86,7 +86,7 @@ def _drift_train_run(api, dag: str, report_id: str) -> dict:
         if run:
             return api.wait_run(dag, run["dag_run_id"], timeout=600)
         time.sleep(3)
-    raise AssertionError(f"the drift sensor did not trigger {dag} for {report_id}")
+    raise AssertionError(f"the retrain policy sensor did not trigger {dag} for {report_id}")
 
 
 def _loop(api, ws) -> dict:

@@ -4,7 +4,14 @@
 from __future__ import annotations
 
 import pytest
-from driftline.planning import TRAIN_OPTIONS, NotDue, PlanError, plan_training, training_command
+from driftline.planning import (
+    TRAIN_OPTIONS,
+    NotDue,
+    PlanError,
+    due_or_raise,
+    plan_training,
+    training_command,
+)
 from driftline.registry import Registry
 from driftline.versioning import DataRepo
 
@@ -117,3 +124,39 @@ def test_the_packs_cadence_rule_retrains_new_data_when_due(tmp_path, trained_hom
     with pytest.raises(NotDue, match="after 2013-02-23"):
         plan(ws, events=[{"day": "2013-02-13", "data_version": repo.head()}],
              retrain_every_days=30)
+
+
+def test_scheduled_retraining_counts_from_the_flights_champions_window_end(ws):
+    import datetime as dt
+
+    assert due_or_raise(ws, dt.date(2013, 1, 24), None) is None  # no champion: bootstrap
+    Registry(ws.registry_dir, ws.model_name).set_alias("champion", "v0001", "t")
+    with pytest.raises(NotDue, match="scheduled retraining is off"):
+        due_or_raise(ws, dt.date(2013, 2, 1), None)
+    with pytest.raises(NotDue, match="after 2013-01-31"):
+        due_or_raise(ws, dt.date(2013, 1, 30), 7)
+    assert due_or_raise(ws, dt.date(2013, 1, 31), 7) == (
+        "cadence rule: 7 days of data since champion v0001's window end 2013-01-24 (every 7)")
+
+
+def test_a_monthly_packs_retraining_counts_from_its_own_champion(bikes_trained_home,
+                                                                   home_copy, tmp_path):
+    """A monthly pack's windows end on a month's last day; only its own champion decides,
+    not the flights champion in the same registry."""
+    import datetime as dt
+    import shutil
+
+    home = tmp_path / "both-packs"
+    shutil.copytree(bikes_trained_home, home, symlinks=True)
+    shutil.copytree(home_copy / "registry" / "flights", home / "registry" / "flights")
+    ws = workspace_at(home, "bikes")
+    registry = Registry(ws.registry_dir, "bikes")
+    assert registry.get("v0001").metadata["window"]["end"] == "2011-02-28"
+    Registry(ws.registry_dir, "flights").set_alias("champion", "v0001", "t")
+    assert due_or_raise(ws, dt.date(2011, 3, 31), None) is None  # no bikes champion yet
+    registry.set_alias("champion", "v0001", "t")
+    with pytest.raises(NotDue, match="v0001 is live and scheduled"):
+        due_or_raise(ws, dt.date(2011, 3, 31), None)
+    with pytest.raises(NotDue, match=r"up to 2011-02-28.*after 2011-04-29"):
+        due_or_raise(ws, dt.date(2011, 3, 31), 60)  # March: 31 days on
+    assert due_or_raise(ws, dt.date(2011, 4, 30), 61).startswith("cadence rule: 61 days")

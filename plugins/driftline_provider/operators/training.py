@@ -2,14 +2,13 @@
 
 The plan says exactly what to train on (data version, window, hyperparameters, reason) and
 comes from whichever started the run: ingest Asset events, a manual trigger's Params, or the
-drift sensor's conf. Training itself is ``python -m driftline.training`` run here as a child
-process (the embedded default) or in a Kubernetes pod (see :mod:`.kubernetes`), so both paths
-run the same code with the same arguments.
+retrain policy sensor's conf. Training itself is ``python -m driftline.training`` run here as
+a child process (the embedded default) or in a Kubernetes pod (see :mod:`.kubernetes`), so
+both paths run the same code with the same arguments.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import subprocess
@@ -26,10 +25,11 @@ class PlanTrainingOperator(DriftlineBaseOperator):
     """Decide what this run trains on (:func:`driftline.planning.plan_training`), or skip it
     when retraining is not due.
 
-    Priority: explicit Params/conf (manual trigger or drift sensor) → the newest ingest Asset
-    event → the data repository's head. Asset-triggered runs train when no champion is live
-    yet (bootstrap) or when ``retrain_every_days`` have passed since the champion's window
-    end; manual and drift-triggered runs always train. A conf the planner refuses (unknown
+    Priority: explicit Params/conf (manual trigger or the retrain policy sensor) → the
+    newest ingest Asset event → the data repository's head. Asset-triggered runs train when
+    no champion is live yet (bootstrap) or when the cadence rule is due (``[retrain]
+    cadence_days`` or the ``retrain_every_days`` Param, counted from the champion's window
+    end); manual and policy-triggered runs always train. A conf the planner refuses (unknown
     key, unknown data version, window outside the data) fails the task without retries.
     """
 
@@ -49,14 +49,6 @@ class PlanTrainingOperator(DriftlineBaseOperator):
             raise AirflowSkipException(str(exc)) from exc
         self.log.info("training plan: %s", json.dumps(plan))
         return plan
-
-    def _skip_unless_due(self, ws, end: dt.date, every_days) -> None:
-        from driftline.planning import NotDue, due_or_raise
-
-        try:
-            due_or_raise(ws, end, every_days)
-        except NotDue as exc:
-            raise AirflowSkipException(str(exc)) from exc
 
 
 class TrainModelOperator(DriftlineBaseOperator):

@@ -1,52 +1,56 @@
-"""PlanTrainingOperator's retrain policy: an asset-triggered retraining is skipped until it
-is due, counted from the pack's own champion."""
+"""PlanTrainingOperator: the core decides the plan (tests/include/test_planning.py); the
+operator reads it from the run's context and maps the core's refusals to Airflow's: not due
+skips the run, a bad conf fails it without retries."""
 
 from __future__ import annotations
 
-import datetime as dt
-import shutil
+import types
 
 import pytest
+from driftline.planning import TRAIN_OPTIONS
+from driftline.registry import Registry
+from driftline.versioning import DataRepo
 
 from tests.helpers import workspace_at
 
+DEFAULTS = {name: spec["default"] for name, spec in TRAIN_OPTIONS.items()}
 
-def test_flights_asset_triggered_retraining_is_skipped_until_due(home_copy):
+
+def context(conf=None, events=(), **params) -> dict:
+    """The parts of a task's context the operator reads: Params, the run's conf and the
+    ingest Asset events that triggered it."""
+    from driftline_provider.assets import data_asset
+
+    return {"params": {**DEFAULTS, **params},
+            "dag_run": types.SimpleNamespace(conf=conf or {}),
+            "triggering_asset_events": {data_asset("flights"): [
+                types.SimpleNamespace(extra=extra) for extra in events]}}
+
+
+def test_an_asset_triggered_run_bootstraps_then_is_skipped_until_due(home_copy, monkeypatch):
     from airflow.sdk.exceptions import AirflowSkipException
-    from driftline.registry import Registry
     from driftline_provider.operators.training import PlanTrainingOperator
 
+    monkeypatch.setenv("DRIFTLINE_HOME", str(home_copy))
     ws = workspace_at(home_copy)  # v0001 was trained up to 2013-01-24
+    head = DataRepo.of(ws).head()
+    events = [{"day": "2013-01-24", "data_version": head}]
     plan = PlanTrainingOperator(task_id="plan", pack="flights")
-    plan._skip_unless_due(ws, dt.date(2013, 1, 24), None)  # no champion: bootstrap
+    assert plan.execute(context(events=events))["trigger"] == "asset"  # no champion yet
     Registry(ws.registry_dir, ws.model_name).set_alias("champion", "v0001", "t")
     with pytest.raises(AirflowSkipException, match="scheduled retraining is off"):
-        plan._skip_unless_due(ws, dt.date(2013, 2, 1), None)
+        plan.execute(context(events=events))
     with pytest.raises(AirflowSkipException, match="after 2013-01-31"):
-        plan._skip_unless_due(ws, dt.date(2013, 1, 30), 7)
-    plan._skip_unless_due(ws, dt.date(2013, 1, 31), 7)  # due: no exception
+        plan.execute(context(events=events, retrain_every_days=7))
+    # a manual run with the champion live trains all the same
+    assert plan.execute(context(conf={"reason": "by hand"}))["reason"] == "by hand"
 
 
-def test_bikes_asset_triggered_retraining_counts_from_its_own_champion(bikes_trained_home,
-                                                                       home_copy, tmp_path):
-    """A monthly pack's windows end on a month's last day; only its own champion decides,
-    not the flights champion in the same registry."""
-    from airflow.sdk.exceptions import AirflowSkipException
-    from driftline.registry import Registry
+def test_a_conf_the_planner_refuses_fails_the_task_without_retries(home_copy, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
     from driftline_provider.operators.training import PlanTrainingOperator
 
-    home = tmp_path / "both-packs"
-    shutil.copytree(bikes_trained_home, home, symlinks=True)
-    shutil.copytree(home_copy / "registry" / "flights", home / "registry" / "flights")
-    ws = workspace_at(home, "bikes")
-    registry = Registry(ws.registry_dir, "bikes")
-    assert registry.get("v0001").metadata["window"]["end"] == "2011-02-28"
-    Registry(ws.registry_dir, "flights").set_alias("champion", "v0001", "t")
-    plan = PlanTrainingOperator(task_id="plan", pack="bikes")
-    plan._skip_unless_due(ws, dt.date(2011, 3, 31), None)  # no bikes champion: bootstrap
-    registry.set_alias("champion", "v0001", "t")
-    with pytest.raises(AirflowSkipException, match="v0001 is live and scheduled"):
-        plan._skip_unless_due(ws, dt.date(2011, 3, 31), None)
-    with pytest.raises(AirflowSkipException, match=r"up to 2011-02-28.*after 2011-04-29"):
-        plan._skip_unless_due(ws, dt.date(2011, 3, 31), 60)  # March: 31 days on
-    plan._skip_unless_due(ws, dt.date(2011, 4, 30), 61)  # April: 61 days on, due
+    monkeypatch.setenv("DRIFTLINE_HOME", str(home_copy))
+    plan = PlanTrainingOperator(task_id="plan", pack="flights")
+    with pytest.raises(AirflowFailException, match="'deadbeef' is not a commit"):
+        plan.execute(context(conf={"data_version": "deadbeef"}))
