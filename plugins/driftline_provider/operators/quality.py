@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
 from driftline_provider.assets import quality_asset
-from driftline_provider.links import DriftlineReportLink, report_path
-from driftline_provider.operators.base import DriftlineBaseOperator
+from driftline_provider.operators.interval import IntervalReportOperator
 
 
-class LiveQualityOperator(DriftlineBaseOperator):
+class LiveQualityOperator(IntervalReportOperator):
     """Measure the live model on ``[start, end]``'s outcomes and publish the summary.
 
     Earlier intervals still pending (outcomes not landed then) are measured again first. An
@@ -24,33 +22,23 @@ class LiveQualityOperator(DriftlineBaseOperator):
     :param end: last day, inclusive (templated, default the day before the interval's end).
     """
 
-    template_fields = ("start", "end")
-    operator_extra_links = (DriftlineReportLink(),)
+    report_kind = "quality"
+    report_file = "quality.html"
 
-    def __init__(self, *, pack: str, start: str = "{{ data_interval_start | ds }}",
-                 end: str = "{{ macros.ds_add(data_interval_end | ds, -1) }}", **kwargs: Any):
-        self.asset = quality_asset(pack)
-        super().__init__(pack=pack, outlets=[self.asset], **kwargs)
-        self.start = start
-        self.end = end
+    def __init__(self, *, pack: str, **kwargs: Any):
+        super().__init__(pack=pack, asset=quality_asset(pack), **kwargs)
 
-    def report_link(self, ti_key) -> str | None:
-        """The interval's Evidently quality report (none while it is pending)."""
-        from driftline.outcomes import quality_dir, report_id_for
+    def report_id(self) -> str:
+        from driftline.outcomes import report_id_for
 
-        report_id = report_id_for(dt.date.fromisoformat(self.start),
-                                  dt.date.fromisoformat(self.end))
-        if not (quality_dir(self.workspace) / report_id / "quality.html").exists():
-            return None
-        return report_path(self.pack, "quality", report_id, "quality.html")
+        return report_id_for(self.start_day, self.end_day)
 
     def execute(self, context) -> dict:
         from driftline.outcomes import measure_interval_and_pending
 
         try:
-            results = measure_interval_and_pending(self.workspace,
-                                                   dt.date.fromisoformat(self.start),
-                                                   dt.date.fromisoformat(self.end))
+            results = measure_interval_and_pending(self.workspace, self.start_day,
+                                                   self.end_day)
         except LookupError as exc:  # no model was live yet
             raise AirflowSkipException(str(exc)) from exc
         for summary in results:
