@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from driftline.serving.probe import free_ports
@@ -97,3 +98,39 @@ def with_quality_limit(config: Path, limit: float | None) -> Path:
     value = "{}" if limit is None else f"{{auc = {limit}}}"
     config.write_text(text.replace(header, f"{header}max_quality_drop = {value}\n", 1))
     return config
+
+
+def process_gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (gone, or a zombie whose sockets are closed)."""
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                in {"Z", "X"})
+    except OSError:
+        return True
+
+
+def kill_green_after_the_switch(bluegreen) -> None:
+    """Failure injection into ``bluegreen``: once the router is switched to green, green's
+    server is killed (SIGKILL, waited for) before the post-switch watch begins."""
+    import os
+    import signal
+
+    switch = bluegreen._switch
+
+    def switch_then_kill(slot, version):
+        result = switch(slot, version)
+        if slot == "green":
+            pid = bluegreen.status()["slots"]["green"]["pid"]
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: process_gone(pid), "the killed green server to exit")
+        return result
+
+    bluegreen._switch = switch_then_kill
+
+
+def wait_until(condition, what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition()`` until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
+        time.sleep(0.02)

@@ -23,7 +23,7 @@ from driftline.serving.router import Router, RouterError
 from driftline.workspace import Workspace, open_workspace
 from statsmodels.stats.proportion import proportion_confint
 
-from tests.helpers import socket_inodes
+from tests.helpers import kill_green_after_the_switch, process_gone, socket_inodes, wait_until
 
 pytestmark = pytest.mark.nginx
 
@@ -147,14 +147,6 @@ def test_deploy_switch_rollback_through_the_router(bluegreen, ws, registry):
     # the slots logged what they served
     logs = list((ws.serving_dir / "predictions").glob("date=*/*.jsonl"))
     assert {p.name.split("-")[0] for p in logs} == {"blue", "green"}
-
-
-def wait_until(condition, what: str, timeout: float = 30.0) -> None:
-    """Poll ``condition()`` until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
-        time.sleep(0.02)
 
 
 def wait_for_answers(probes, since: float, count: int = 3) -> None:
@@ -364,31 +356,12 @@ def test_switch_under_load_loses_no_request(bluegreen, ws, registry):
     assert deployed["switch"]["switched_at"] < deployed_at
 
 
-def _gone(pid: int) -> bool:
-    """Whether ``pid`` has exited (gone, or a zombie whose sockets are closed)."""
-    try:
-        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-                in {"Z", "X"})
-    except OSError:
-        return True
-
-
 def test_slot_dying_after_the_switch_is_rolled_back_automatically(bluegreen, ws, registry):
     """Failure injection: once the router is switched to green and answers with v0002,
     green's server is killed, before the post-switch watch begins."""
     v1, v2 = registry.get("v0001"), registry.get("v0002")
     bluegreen.deploy(v1, "first")
-    switch = bluegreen._switch
-
-    def switch_then_kill(slot, version):
-        result = switch(slot, version)
-        if slot == "green":
-            pid = bluegreen.status()["slots"]["green"]["pid"]
-            os.kill(pid, signal.SIGKILL)
-            wait_until(lambda: _gone(pid), "the killed green server to exit")
-        return result
-
-    bluegreen._switch = switch_then_kill
+    kill_green_after_the_switch(bluegreen)
     with pytest.raises(DeployError, match=r"v0002 failed its post-switch check through the "
                                           r"router .* rolled back automatically to v0001"):
         bluegreen.deploy(v2, "dies right after the switch")
@@ -426,7 +399,7 @@ def test_candidate_hanging_on_health_is_refused_while_live_serves(bluegreen, ws,
     with pytest.raises(DeployError, match=r"slot green: v0002 failed to start: it was not "
                                           r"ready after 8s"):
         hanging.deploy(registry.get("v0002"), "hangs")
-    assert len(frozen) == 1 and _gone(frozen[0])  # the frozen candidate was stopped
+    assert len(frozen) == 1 and process_gone(frozen[0])  # the frozen candidate was stopped
     probe.stop.set()
     probe.join(15)
     outcomes = [o for _, _, o, _ in probe.results]

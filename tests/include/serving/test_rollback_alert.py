@@ -5,25 +5,15 @@ built from the serving history says from/to versions, slots and why."""
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
-import time
-from pathlib import Path
 
 import pytest
 from driftline import alerts
 from driftline.serving.bluegreen import BlueGreen, DeployError, stop_serving
 from driftline.workspace import Workspace
 
+from tests.helpers import kill_green_after_the_switch
+
 pytestmark = pytest.mark.nginx
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-                in {"Z", "X"})
-    except OSError:
-        return True
 
 
 def with_alerts(ws: Workspace) -> Workspace:
@@ -38,20 +28,7 @@ def test_a_real_auto_rollback_alerts_with_its_versions_slots_and_reason(ws, regi
     try:
         v1, v2 = registry.get("v0001"), registry.get("v0002")
         bluegreen.deploy(v1, "first")
-        switch = bluegreen._switch
-
-        def switch_then_kill(slot, version):
-            result = switch(slot, version)
-            if slot == "green":
-                pid = bluegreen.status()["slots"]["green"]["pid"]
-                os.kill(pid, signal.SIGKILL)
-                deadline = time.monotonic() + 30
-                while not _gone(pid):
-                    assert time.monotonic() < deadline, "the killed green server lives on"
-                    time.sleep(0.02)
-            return result
-
-        bluegreen._switch = switch_then_kill
+        kill_green_after_the_switch(bluegreen)
         with pytest.raises(DeployError, match="rolled back automatically") as failure:
             bluegreen.deploy(v2, "dies right after the switch")
         alert = alerts.deploy_alert(with_alerts(ws), "v0002", str(failure.value))

@@ -22,7 +22,12 @@ from tests.alert_sinks import (  # noqa: F401 (fixtures)
     http_sink,
     smtp_sink,
 )
-from tests.helpers import LIFECYCLE_RUN, TEST_CONFIG, with_quality_limit
+from tests.helpers import (
+    LIFECYCLE_RUN,
+    TEST_CONFIG,
+    kill_green_after_the_switch,
+    with_quality_limit,
+)
 
 UI = "http://airflow.example.test:8080"
 RUN_ID = "manual__2013-07-04T00:00:00+00:00"  # its report directory is LIFECYCLE_RUN
@@ -277,23 +282,11 @@ def test_a_live_quality_crossing_is_alerted_with_metric_baseline_and_drop(
     show("quality", mail, post)
 
 
-def _gone(pid: int) -> bool:
-    """Whether ``pid`` has exited (gone, or a zombie)."""
-    try:
-        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-                in {"Z", "X"})
-    except OSError:
-        return True
-
-
 @pytest.mark.nginx
 def test_a_real_auto_rollback_is_alerted_from_the_serving_history(
         smtp_sink, http_sink, monkeypatch, tmp_path, home_copy):  # noqa: F811
     """v0001 live in blue, v0002 deployed to green whose server is killed right after the
     switch: the watch rolls back; the deploy task's failure callback says so."""
-    import os
-    import signal
-    import time
 
     from driftline.registry import Registry
     from driftline.serving.bluegreen import BlueGreen, DeployError, stop_serving
@@ -319,20 +312,7 @@ def test_a_real_auto_rollback_is_alerted_from_the_serving_history(
     bluegreen = BlueGreen(ws)
     try:
         bluegreen.deploy(registry.get("v0001"), "first")
-        switch = bluegreen._switch
-
-        def switch_then_kill(slot, version):
-            result = switch(slot, version)
-            if slot == "green":
-                pid = bluegreen.status()["slots"]["green"]["pid"]
-                os.kill(pid, signal.SIGKILL)
-                deadline = time.monotonic() + 30
-                while not _gone(pid):
-                    assert time.monotonic() < deadline, "the killed green server lives on"
-                    time.sleep(0.02)
-            return result
-
-        bluegreen._switch = switch_then_kill
+        kill_green_after_the_switch(bluegreen)
         started = dt.datetime.now(dt.UTC)
         with pytest.raises(DeployError, match="rolled back automatically") as failure:
             bluegreen.deploy(registry.get("v0002"), "dies right after the switch")
