@@ -117,8 +117,12 @@ def test_ingest_pushes_to_s3_and_a_pod_reads_the_same_bytes_without_the_secret_a
         part = repo.partition_path(day)
         md5 = part.with_name(PARTITION_FILE + ".dvc").read_text().split("md5: ")[1].split()[0]
         stored[day] = (md5, part.read_bytes())
-    assert s3_server.keys("dvc/") == sorted(f"dvc/files/md5/{m[:2]}/{m[2:]}"
-                                            for m, _ in stored.values())
+    objects = s3_server.keys("dvc/")
+    assert objects == sorted(f"dvc/files/md5/{m[:2]}/{m[2:]}" for m, _ in stored.values())
+    with hook.remote_credentials():  # a rerun: same hash, no commit, no new object
+        again = ingest_interval(ws, LAST)
+    assert (again.md5, again.changed, again.data_version) == (stored[LAST][0], False, version)
+    assert s3_server.keys("dvc/") == objects
     committed = subprocess.run(["git", "-C", str(repo.root), "show", f"{version}:.dvc/config"],
                                check=True, capture_output=True, text=True).stdout
     assert s3_server.remote_url() in committed and s3_server.endpoint_url not in committed
