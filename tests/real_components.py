@@ -1,8 +1,9 @@
 """pytest plugin: in CI, a test that needs a real component may not be skipped.
 
 The real components are nginx (marker ``nginx``), the Kubernetes testbed (marker ``k8s``,
-fixture ``kube_testbed``), the Airflow scheduler (marker ``e2e``) and a headless Chromium
-(marker ``browser``). Locally a missing
+fixture ``kube_testbed``), the Airflow scheduler (marker ``e2e``), a headless Chromium
+(marker ``browser``) and an S3-compatible server, moto's (marker ``s3``, fixture
+``s3_server`` in ``s3_server.py``). Locally a missing
 component skips its tests. With ``CI=true`` (or ``DRIFTLINE_REQUIRE_REAL=1``):
 
 - ``require_component`` fails instead of skipping;
@@ -24,9 +25,10 @@ import subprocess
 import pytest
 
 COMPONENT_MARKERS = {"nginx": "nginx", "k8s": "the Kubernetes testbed",
-                     "e2e": "the Airflow scheduler", "browser": "a headless Chromium"}
+                     "e2e": "the Airflow scheduler", "browser": "a headless Chromium",
+                     "s3": "an S3-compatible server"}
 # What a skip reason says when it is about a real component.
-COMPONENT_WORDS = re.compile(r"nginx|kube|k8s|testbed|scheduler|chromium|playwright",
+COMPONENT_WORDS = re.compile(r"nginx|kube|k8s|testbed|scheduler|chromium|playwright|moto",
                              re.IGNORECASE)
 
 _not_exercised: list[tuple[str, str]] = []  # (test or collector id, why), in run order
@@ -84,6 +86,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
         problem = chromium_problem()
         require_component("a headless Chromium", problem is None, problem or "")
+    if item.get_closest_marker("s3"):
+        from tests.s3_server import moto_problem
+
+        problem = moto_problem()
+        require_component("an S3-compatible server", problem is None, problem or "")
 
 
 @pytest.hookimpl(wrapper=True)

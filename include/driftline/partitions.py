@@ -161,7 +161,13 @@ def dvc_add_one(root: Path, target: Path) -> str:
         stage.add_outs()
         stage.dump()
         (output,) = stage.outs
-        result = repo.cloud.push([output.hash_info])
+        try:
+            result = repo.cloud.push([output.hash_info])
+        except OSError as exc:  # PermissionError: the remote refused the credentials
+            remote = repo.config["remote"][repo.config["core"]["remote"]]["url"]
+            raise OSError(f"could not push {target} to the DVC remote {remote}: "
+                          f"{type(exc).__name__} {exc}; an s3:// remote takes its key and "
+                          "secret from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") from exc
         if result.failed:
             raise OSError(f"could not push {target} to the DVC remote: {result.failed}")
         return str(output.hash_info.value)

@@ -18,6 +18,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pandas as pd
 import pyarrow as pa
@@ -75,8 +76,12 @@ class DataRepo:
         (``https://``, ``ssh://``, ``file://``, ``git@host:path``) to read from: DVC clones it
         and reads the partitions from the remote its committed ``.dvc/config`` names, as a
         training pod does. A URL is read-only.
-    :param remote_url: DVC remote, a local directory or an ``s3://`` URL.
+    :param remote_url: DVC remote, a local directory or ``s3://<bucket>/<prefix>``
+        (:func:`check_remote_url`); an S3 remote's credentials and endpoint come from the
+        environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+        ``AWS_ENDPOINT_URL_S3``), never from the repository's config.
     :param lock_path: file used to serialise writers; default next to ``root``.
+    :raises ValueError: ``remote_url`` is neither (:func:`check_remote_url`).
     """
 
     def __init__(self, pack: Pack, root: Path | str, remote_url: str,
@@ -84,7 +89,7 @@ class DataRepo:
         self.pack = pack
         self.url = str(root) if is_git_url(root) else None
         self.root = Path(root).absolute() if self.url is None else None
-        self.remote_url = remote_url
+        self.remote_url = check_remote_url(remote_url)
         self.lock = None if self.root is None else FileLock(
             str(lock_path or self.root.with_name(self.root.name + ".lock")), timeout=900)
 
@@ -225,6 +230,27 @@ class DataRepo:
         log.info("read %d partitions (%s .. %s) at data version %s", len(days), days[0],
                  days[-1], data_version[:12])
         return pd.concat(frames, ignore_index=True)
+
+
+def check_remote_url(url: str) -> str:
+    """``url`` if it can be the data repository's DVC remote: a local directory or
+    ``s3://<bucket>[/<prefix>]`` (what the installed DVC plugins read).
+
+    The URL is committed in ``.dvc/config``, so it may hold no credentials.
+
+    :raises ValueError: another scheme, no bucket, or a user, password or query in the URL
+        (then the URL is not repeated in the message).
+    """
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if "@" in parts.netloc or parts.query:
+        raise ValueError("DVC remote URL holds credentials or options: expected "
+                         "s3://<bucket>/<prefix>, with the access key and secret in the "
+                         "environment (the driftline connection's login and password)")
+    if parts.scheme != "s3" or not parts.netloc:
+        raise ValueError(f"DVC remote {url!r}: expected a directory or s3://<bucket>/<prefix>")
+    return url
 
 
 def is_git_url(location: Path | str) -> bool:

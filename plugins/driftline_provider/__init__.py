@@ -22,8 +22,10 @@ CONNECTION_TYPE = {
         "home": _text("State directory", "driftline's home (registry, data, reports, serving)"),
         "config": _text("Configuration file", "a driftline TOML file"),
         "packs_dir": _text("Packs directory", "the dataset packs (one directory each)"),
-        "dvc_remote_url": _text("DVC remote", "a directory (s3:// is planned, untested)"),
-        "endpoint_url": _text("S3 endpoint", "an S3-compatible endpoint for the DVC remote"),
+        "dvc_remote_url": _text("DVC remote", "a directory, or s3://<bucket>/<prefix> "
+                                "(access key and secret below)"),
+        "endpoint_url": _text("S3 endpoint", "http(s):// URL of an S3-compatible server for "
+                              "an s3:// remote; empty for AWS"),
     },
     "ui-field-behaviour": {
         "hidden-fields": ["schema", "port", "host"],

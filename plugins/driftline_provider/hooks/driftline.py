@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
@@ -16,10 +17,11 @@ class DriftlineHook(BaseHook):
     """Resolve driftline settings from an Airflow Connection, else the embedded defaults.
 
     Connection fields (all optional): ``extra.home`` (state directory), ``extra.config``
-    (TOML file), ``extra.packs_dir`` (dataset packs), ``extra.dvc_remote_url`` (e.g.
-    ``s3://bucket/dvc``), ``extra.endpoint_url`` (S3-compatible endpoint); ``login`` and
-    ``password`` are the remote's access key and secret, handed to DVC through the
-    environment only, never written to files.
+    (TOML file), ``extra.packs_dir`` (dataset packs), ``extra.dvc_remote_url`` (a directory
+    or ``s3://<bucket>/<prefix>``), ``extra.endpoint_url`` (an S3-compatible server's
+    ``http(s)://`` URL; none for AWS); ``login`` and ``password`` are the remote's access key
+    and secret. Key, secret and endpoint reach DVC through the environment only
+    (:meth:`remote_env`): the data repository's committed config names the bucket alone.
 
     The connection form is declared in ``get_provider_info()`` (``conn-fields``).
 
@@ -61,13 +63,28 @@ class DriftlineHook(BaseHook):
         return open_workspace(pack, self.get_settings())
 
     def remote_env(self) -> dict[str, str]:
-        """Environment variables that give DVC the remote's credentials."""
+        """Environment variables that give DVC's S3 remote its credentials and endpoint:
+        ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY`` (login, password) and
+        ``AWS_ENDPOINT_URL_S3`` (``extra.endpoint_url``; botocore reads it for S3 clients
+        only, so other AWS calls such as STS keep their own endpoints).
+
+        :raises ValueError: ``extra.endpoint_url`` is not an ``http(s)://host`` URL.
+        """
         conn = self._connection()
-        if not conn or not conn.login:
+        if not conn:
             return {}
-        env = {"AWS_ACCESS_KEY_ID": conn.login, "AWS_SECRET_ACCESS_KEY": conn.password or ""}
-        if conn.extra_dejson.get("endpoint_url"):
-            env["AWS_ENDPOINT_URL"] = conn.extra_dejson["endpoint_url"]
+        env = {}
+        if conn.login:
+            env = {"AWS_ACCESS_KEY_ID": conn.login,
+                   "AWS_SECRET_ACCESS_KEY": conn.password or ""}
+        endpoint = conn.extra_dejson.get("endpoint_url")
+        if endpoint:
+            parts = urlsplit(endpoint)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"connection {self.driftline_conn_id!r}: extra.endpoint_url "
+                                 f"{endpoint!r}: expected http(s)://<host>[:<port>] of an "
+                                 "S3-compatible server")
+            env["AWS_ENDPOINT_URL_S3"] = endpoint
         return env
 
     @contextmanager

@@ -63,5 +63,19 @@ def test_connection_sets_home_packs_remote_and_credentials_only_in_env(connectio
     with hook.remote_credentials():
         assert os.environ["AWS_ACCESS_KEY_ID"] == "AKIA123"
         assert os.environ["AWS_SECRET_ACCESS_KEY"] == "s3cret"
-        assert os.environ["AWS_ENDPOINT_URL"] == "http://127.0.0.1:9000"
+        assert os.environ["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:9000"
     assert "AWS_ACCESS_KEY_ID" not in os.environ
+
+
+def test_an_endpoint_without_a_key_still_reaches_dvc_and_a_bad_one_is_refused(connection):
+    """No login (credentials from the pod's role or ~/.aws): the endpoint is still handed
+    over; an endpoint that is not an http(s) URL fails naming the field and the form."""
+    from driftline_provider.hooks.driftline import DriftlineHook
+
+    hook = DriftlineHook(connection(extra=json.dumps({
+        "dvc_remote_url": "s3://bucket/dvc", "endpoint_url": "https://minio.internal:9000"})))
+    assert hook.remote_env() == {"AWS_ENDPOINT_URL_S3": "https://minio.internal:9000"}
+    hook = DriftlineHook(connection(extra=json.dumps({"endpoint_url": "minio.internal:9000"})))
+    with pytest.raises(ValueError, match=r"connection 'driftline_test': extra.endpoint_url "
+                                         r"'minio.internal:9000': expected http\(s\)://<host>"):
+        hook.remote_env()
