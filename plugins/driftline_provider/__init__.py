@@ -49,6 +49,7 @@ def get_provider_info() -> dict:
                    "python-modules": ["driftline_provider.hooks.driftline"]}],
         "operators": [{"integration-name": "driftline", "python-modules": [
             "driftline_provider.operators.base",
+            "driftline_provider.operators.interval",
             "driftline_provider.operators.ingest",
             "driftline_provider.operators.training",
             "driftline_provider.operators.gate",
