@@ -40,15 +40,21 @@ def alerts_config(tmp_path: Path, alerts: str) -> Path:
     return path
 
 
+def point_alerts_at(monkeypatch, home: Path, config: Path, smtp, webhook) -> None:
+    """The flights pack's alert connections on both sinks, and driftline on ``home`` with
+    ``config``."""
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_ALERTS", smtp.connection())
+    monkeypatch.setenv("AIRFLOW_CONN_ALERTS_HOOK", webhook.connection())
+    monkeypatch.setenv("DRIFTLINE_HOME", str(home))
+    monkeypatch.setenv("DRIFTLINE_CONFIG", str(config))
+
+
 @pytest.fixture
 def sinks(smtp_sink, http_sink, monkeypatch, tmp_path, lifecycle_home):  # noqa: F811
     """Both sinks as the flights pack's alert connections, on ``lifecycle_home``."""
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_ALERTS", smtp_sink.connection())
-    monkeypatch.setenv("AIRFLOW_CONN_ALERTS_HOOK", http_sink.connection())
-    monkeypatch.setenv("DRIFTLINE_HOME", str(lifecycle_home))
-    monkeypatch.setenv("DRIFTLINE_CONFIG", str(alerts_config(tmp_path, (
+    point_alerts_at(monkeypatch, lifecycle_home, alerts_config(tmp_path, (
         'email_to = ["ops@example.test", "ml@example.test"]\nsmtp_conn_id = "smtp_alerts"\n'
-        f'webhook_conn_id = "alerts_hook"\nui_base_url = "{UI}"'))))
+        f'webhook_conn_id = "alerts_hook"\nui_base_url = "{UI}"')), smtp_sink, http_sink)
     return smtp_sink, http_sink
 
 
@@ -258,10 +264,7 @@ def test_a_live_quality_crossing_is_alerted_with_metric_baseline_and_drop(
         'email_to = ["ops@example.test"]\nsmtp_conn_id = "smtp_alerts"\n'
         f'webhook_conn_id = "alerts_hook"\nui_base_url = "{UI}"'))
     with_quality_limit(cfg, limit)
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_ALERTS", smtp_sink.connection())
-    monkeypatch.setenv("AIRFLOW_CONN_ALERTS_HOOK", http_sink.connection())
-    monkeypatch.setenv("DRIFTLINE_HOME", str(home))
-    monkeypatch.setenv("DRIFTLINE_CONFIG", str(cfg))
+    point_alerts_at(monkeypatch, home, cfg, smtp_sink, http_sink)
     ws = open_workspace("flights", load_settings(home=home, config=cfg, packs_dir=PACKS))
     summary = measure_live_quality(ws, dt.date(2013, 7, 1), dt.date(2013, 7, 3))
     assert summary["crossed"]
@@ -301,10 +304,7 @@ def test_a_real_auto_rollback_is_alerted_from_the_serving_history(
     cfg = alerts_config(tmp_path, (
         'email_to = ["ops@example.test"]\nsmtp_conn_id = "smtp_alerts"\n'
         f'webhook_conn_id = "alerts_hook"\nui_base_url = "{UI}"'))
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_ALERTS", smtp_sink.connection())
-    monkeypatch.setenv("AIRFLOW_CONN_ALERTS_HOOK", http_sink.connection())
-    monkeypatch.setenv("DRIFTLINE_HOME", str(home_copy))
-    monkeypatch.setenv("DRIFTLINE_CONFIG", str(cfg))
+    point_alerts_at(monkeypatch, home_copy, cfg, smtp_sink, http_sink)
     ws = open_workspace("flights", load_settings(home=home_copy, config=cfg, packs_dir=PACKS))
     train(ws, DataRepo.of(ws).head(), DATA_START, DATA_END, reason="a second model",
           params={"num_boost_round": 5})
@@ -351,12 +351,9 @@ def test_a_quarantined_landing_file_under_dag_test_sends_its_alert(
 
     from tests.helpers import ROOT, workspace_at
 
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_ALERTS", smtp_sink.connection())
-    monkeypatch.setenv("AIRFLOW_CONN_ALERTS_HOOK", http_sink.connection())
-    monkeypatch.setenv("DRIFTLINE_HOME", str(home_copy))
-    monkeypatch.setenv("DRIFTLINE_CONFIG", str(alerts_config(tmp_path, (
+    point_alerts_at(monkeypatch, home_copy, alerts_config(tmp_path, (
         'email_to = ["ops@example.test"]\nsmtp_conn_id = "smtp_alerts"\n'
-        f'webhook_conn_id = "alerts_hook"\nui_base_url = "{UI}"'))))
+        f'webhook_conn_id = "alerts_hook"\nui_base_url = "{UI}"')), smtp_sink, http_sink)
     ws = workspace_at(home_copy)
     day = dt.date(2013, 1, 28)
     replay(ws, day, day, source=flights)
