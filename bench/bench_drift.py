@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -81,25 +80,12 @@ def write_case(case, folder: Path, rows: int) -> dict:
     return out
 
 
-def _peak_reset() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _rss_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise LookupError(field)
-
 
 def worker(path: str, pack_name: str, folder: Path) -> dict:
     """Run one path on the case in ``folder``, in this process: its figures and costs."""
     import gc
 
+    import memory  # bench/memory.py: this file runs as a script, bench/ is on sys.path
     import pandas as pd
     import pyarrow
     from driftline.drift import evidently_report, feature_drift, summarize_drift
@@ -112,8 +98,8 @@ def worker(path: str, pack_name: str, folder: Path) -> dict:
     reference = pd.read_parquet(folder / "reference.parquet")
     gc.collect()
     pyarrow.default_memory_pool().release_unused()  # what the read freed, kept by the pool
-    reset = _peak_reset()
-    frames_mb = _rss_mb("VmRSS")
+    reset = memory.reset_peak()
+    frames_mb = memory.status_mb("VmRSS")
     started = time.perf_counter()
     if path == "evidently":
         figures = summarize_drift(evidently_report(pack, current, reference, THRESHOLD).dict())
@@ -123,8 +109,7 @@ def worker(path: str, pack_name: str, folder: Path) -> dict:
         figures = feature_drift(pack, current, reference, THRESHOLD,
                                 html_path=folder / "drift.html")
     seconds = time.perf_counter() - started
-    peak = (_rss_mb("VmHWM") if reset
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    peak = memory.peak_mb(reset)
     return {"path": path, "seconds": seconds, "peak_mb": peak, "frames_mb": frames_mb,
             "peak_is_the_calls": reset, "figures": figures}
 

@@ -25,7 +25,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -109,21 +108,6 @@ def _landing_frame(rows, folder: Path):
     return read_landing_file(pack, path)
 
 
-def _peak_reset() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_mb(reset: bool) -> float:
-    if reset:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
 
 def _write(path: str, repo, day: dt.date, rows) -> tuple[str, bool, float]:
     from driftline.partitions import canonical_table
@@ -140,6 +124,7 @@ def _write(path: str, repo, day: dt.date, rows) -> tuple[str, bool, float]:
 def day_worker(path: str, folder: Path) -> dict:
     """Validate, canonicalise and store the day in ``folder`` by ``path``, in this process."""
     import evidently.presets  # noqa: F401  (imported before the clock, as in a warm worker)
+    import memory  # bench/memory.py: this file runs as a script, bench/ is on sys.path
     import pandas as pd
     from driftline.validation import validate_landing_frame
     from driftline.versioning import DataRepo
@@ -150,7 +135,7 @@ def day_worker(path: str, folder: Path) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"{path}-", dir=folder))
     repo = DataRepo(pack, work / "repo", str(work / "remote"))
     _write(path, repo, WARM_UP_DAY, rows.head(100).assign(day=WARM_UP_DAY.day))
-    reset = _peak_reset()
+    reset = memory.reset_peak()
     started = time.perf_counter()
     result = validate_landing_frame(pack, rows, "landing.csv", start=DAY)
     validation_s = time.perf_counter() - started
@@ -159,7 +144,7 @@ def day_worker(path: str, folder: Path) -> dict:
     return {"path": path, "passed": result.passed, "md5": md5, "changed": changed,
             "validation_s": validation_s, "canonical_s": canonical_s,
             "write_s": total_s - validation_s - canonical_s, "total_s": total_s,
-            "rows_per_s": len(rows) / total_s, "peak_mb": _peak_mb(reset),
+            "rows_per_s": len(rows) / total_s, "peak_mb": memory.peak_mb(reset),
             "peak_is_the_days": reset}
 
 
