@@ -1,7 +1,7 @@
-"""Ingest of one day: the stock path (pandas canonical frame, ``to_parquet``, ``Repo.add`` +
-``Repo.push``, as ingest did before ``driftline.partitions``) against the current one
-(``canonical_table``, ``write_parquet``, ``dvc_add_one``), and the per-day cost of DVC
-versioning as partitions accumulate.
+"""Ingest of one day: the stock path (quality checks as an Evidently report, pandas canonical
+frame, ``to_parquet``, ``Repo.add`` + ``Repo.push``, as ingest did before) against the
+current one (the checks as pandas counts, ``canonical_table``, ``write_parquet``,
+``dvc_add_one``), and the per-day cost of DVC versioning as partitions accumulate.
 
     python bench/bench_ingest.py [--rows 1000000] [--partitions 30,365,1000]
 
@@ -11,7 +11,7 @@ numbers renumbered so keys stay distinct): "resampled". Each path of each case r
 own process, which reads the frame (as ``read_landing_file`` gave it), imports pandas, DVC
 and Evidently, writes one warm-up day, resets its peak RSS and then times validation,
 canonicalisation and write + version (Parquet, DVC add, push, git commit) of the day; both
-paths must store the same md5.
+paths must store the same md5 and give the same validation checks.
 
 Scale cases: a data repository with N existing one-row partitions (built once per N with one
 ``Repo.add`` of all of them), copied per path; each path then writes 3 real flights days
@@ -22,6 +22,7 @@ the median is printed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -126,9 +127,13 @@ def day_worker(path: str, folder: Path) -> dict:
     import evidently.presets  # noqa: F401  (imported before the clock, as in a warm worker)
     import memory  # bench/memory.py: this file runs as a script, bench/ is on sys.path
     import pandas as pd
+    from driftline import validation
     from driftline.validation import validate_landing_frame
     from driftline.versioning import DataRepo
     from dvc.repo import Repo  # noqa: F401
+
+    if path == "stock":  # the checks as they ran before: an Evidently report with tests
+        validation.quality_checks = validation.evidently_quality_checks
 
     pack = _pack()
     rows = pd.read_pickle(folder / "day.pkl")
@@ -141,7 +146,8 @@ def day_worker(path: str, folder: Path) -> dict:
     validation_s = time.perf_counter() - started
     md5, changed, canonical_s = _write(path, repo, DAY, rows)
     total_s = time.perf_counter() - started
-    return {"path": path, "passed": result.passed, "md5": md5, "changed": changed,
+    return {"path": path, "passed": result.passed, "md5": md5,
+            "checks": [dataclasses.astuple(c) for c in result.checks], "changed": changed,
             "validation_s": validation_s, "canonical_s": canonical_s,
             "write_s": total_s - validation_s - canonical_s, "total_s": total_s,
             "rows_per_s": len(rows) / total_s, "peak_mb": memory.peak_mb(reset),
@@ -204,7 +210,7 @@ DAY_COLUMNS = [("case", "case", "<36", ""), ("path", "path", "<6", ""),
                ("valid. s", "validation_s", ">8", ".2f"), ("canon. s", "canonical_s", ">8", ".2f"),
                ("write+version s", "write_s", ">15", ".2f"), ("total s", "total_s", ">7", ".2f"),
                ("rows/s", "rows_per_s", ">9", ",.0f"), ("peak MB", "peak_mb", ">7", ".0f"),
-               ("same md5", "same", "<8", "")]
+               ("same md5, checks", "same", "<16", "")]
 
 
 def day_cases(source, rows: int, base: Path) -> list[dict]:
@@ -215,9 +221,10 @@ def day_cases(source, rows: int, base: Path) -> list[dict]:
         folder = Path(tempfile.mkdtemp(dir=base))
         _landing_frame(frame, folder).to_pickle(folder / "day.pkl")
         runs = [_run("day", path, folder) for path in ("stock", "new")]
-        same = "yes" if runs[0]["md5"] == runs[1]["md5"] else "NO"
+        same = ", ".join("yes" if runs[0][k] == runs[1][k] else "NO" for k in ("md5", "checks"))
         for run in runs:
-            row = {**run, "case": f"{name}, {len(frame):,} rows" if "real" in name else name,
+            case = f"{name}, {len(frame):,} rows" if "real" in name else name
+            row = {**{k: v for k, v in run.items() if k != "checks"}, "case": case,
                    "same": same}
             out.append(row)
             print(json.dumps(row), flush=True)

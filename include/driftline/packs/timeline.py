@@ -41,11 +41,23 @@ def local_times(values, spec: TimeSpec) -> pd.Series:
     """Event times as naive local times of the pack's timezone; NaT where unparseable.
 
     Times with an offset (``2013-01-01T10:00:00Z``) are converted to the zone; times without
-    one are taken as already local.
+    one are taken as already local. Each distinct text is parsed once (an interval's rows
+    share few distinct times), then spread back to its rows.
     """
     import pandas as pd  # not at import: DAG files load packs at parse time
 
-    text = pd.Series(values, dtype=object).astype("string").reset_index(drop=True)
+    codes, distinct = pd.factorize(pd.Series(values, dtype=object))  # NA: code -1, NaT below
+    text = pd.Series(distinct, dtype=object).astype("string")
+    parsed = _parse_local_times(text, spec).to_numpy()
+    out = np.full(len(codes), np.datetime64("NaT"), dtype="datetime64[ns]")
+    known = codes >= 0
+    out[known] = parsed[codes[known]]
+    return pd.Series(out)
+
+
+def _parse_local_times(text: pd.Series, spec: TimeSpec) -> pd.Series:
+    import pandas as pd
+
     out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
     if spec.format:
         parsed = pd.to_datetime(text, format=spec.format, errors="coerce")
