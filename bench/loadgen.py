@@ -233,6 +233,51 @@ def run(port: int | None, body: bytes, rate: float, duration: float, path: str =
     return runner(OpenLoop(port, post_request(body, path), rate, duration, **kwargs).run())
 
 
+def _child(conn, port, body: bytes, rate: float, duration: float, path: str, kwargs) -> None:
+    generator = OpenLoop(port, post_request(body, path), rate, duration, **kwargs)
+    try:
+        import uvloop
+
+        figures = uvloop.run(generator.run())
+    except ImportError:
+        figures = asyncio.run(generator.run())
+    conn.send((figures, generator.versions))
+    conn.close()
+
+
+class InProcess:
+    """One open-loop run in a process of its own (spawned), so that the process it is
+    measuring next to (a deployer) cannot starve it of the GIL. ``time.perf_counter`` is
+    the system's monotonic clock, so its times compare with the caller's.
+
+    :param kwargs: :class:`OpenLoop`'s keyword arguments.
+    """
+
+    def __init__(self, port: int | None, body: bytes, rate: float, duration: float,
+                 path: str = "/predict", **kwargs):
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe(duplex=False)
+        self.process = context.Process(target=_child, daemon=True, name="loadgen", args=(
+            child, port, body, rate, duration, path, kwargs))
+        self.process.start()
+        child.close()
+
+    def result(self, timeout: float) -> tuple[dict, list | None]:
+        """The figures and, with ``track_versions``, every answer's ``(scheduled,
+        answered, version)``.
+
+        :raises TimeoutError: no result within ``timeout`` seconds (the process is killed).
+        """
+        if not self._conn.poll(timeout):
+            self.process.kill()
+            raise TimeoutError(f"the load generator gave no result in {timeout:g}s")
+        figures, versions = self._conn.recv()
+        self.process.join(10)
+        return figures, versions
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -5,8 +5,9 @@ the other workers before any thread starts; each worker builds its own app (pred
 batcher) and runs uvicorn on the same listening socket, so the kernel hands each new
 connection to one of them. All of them are in the main process's session and process group:
 the router's drain (``SIGUSR1`` to the group) reaches every worker. The main process stops
-them when it stops; a worker whose main process died (``SIGKILL``) is sent ``SIGTERM`` by the
-kernel (``PR_SET_PDEATHSIG``), so no orphan keeps the socket after its server is gone.
+them when it stops; a worker whose main process died (``SIGKILL``) is killed by the kernel
+too (``PR_SET_PDEATHSIG``): the slot server dies whole, and no orphan keeps the socket
+(a restarted server would find it still listening and refuse to start).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def worker_count(setting: int) -> int:
 
 def _die_with_parent(parent: int) -> None:
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the main process died before the line above
         os._exit(1)
 

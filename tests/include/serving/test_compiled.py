@@ -23,7 +23,8 @@ from driftline.serving.compiled import (
     serving_predictor,
 )
 from driftline.serving.paths import slot_client, slot_socket
-from helpers import process_gone, wait_until
+
+from tests.helpers import process_gone, wait_until
 
 pytest.importorskip("tl2cgen")
 pytest.importorskip("treelite")
