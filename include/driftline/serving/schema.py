@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import re
 import types
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
