@@ -61,7 +61,7 @@ PACKS = Path(__file__).resolve().parent.parent / "packs"
 
 MAX_REQUESTS_PER_CLIENT = 50_000
 SWITCH_CLIENT_INTERVAL_S = 0.004  # each switch-phase client sends at most ~250 requests/s
-SWITCH_PHASE_S = 30.0  # 4 s steady, deploy (start, checks, 3 s watch), rollback, the rest
+SWITCH_PHASE_S = 180.0  # at most: 4 s steady, deploy (start, checks, 3 s watch), rollback
 STEADY_S = 4.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -306,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                                       SWITCH_PHASE_S, path=ENDPOINT, warmup=0.0,
                                       track_versions=True)
         clock_offset = time.time() - time.perf_counter()
+        steady_from = time.perf_counter() + 0.5
         for client in clients:
             client.start()
         time.sleep(STEADY_S)
@@ -327,13 +328,11 @@ def main(argv: list[str] | None = None) -> int:
         results["switch_phase_open_loop"]["load_avg_1m"] = [round(load_before, 2),
                                                              round(os.getloadavg()[0], 2)]
         results["switch_phase_latency"] = {
-            "steady_before_deploy": window_latency(versions, 0.5 + min(
-                (s for s, _, _ in versions), default=0.0), start - clock_offset),
+            "steady_before_deploy": window_latency(versions, steady_from,
+                                                   start - clock_offset),
             "deploy_and_rollback": window_latency(versions, start - clock_offset,
                                                   rolled_at - clock_offset),
-            "deploy_call_s": round(deploy_s, 2),
-            "phase_s": SWITCH_PHASE_S, "after_rollback_s": round(
-                SWITCH_PHASE_S - (rolled_at - start) - STEADY_S, 1)}
+            "deploy_call_s": round(deploy_s, 2)}
         results["switch_deploy"] = switch_figures(clients, deployed["switch"], deployed_at,
                                                   (start, rollback_start))
         results["switch_deploy"]["open_loop"] = loadgen_switch_figures(

@@ -191,6 +191,9 @@ def start_build(booster, model_sha256: str, cache_dir: Path, nice: int = 10) -> 
         return pid
     status = 1
     try:
+        import signal
+
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the slot's drain, sent to its group
         os.nice(nice)
         build(model, model_sha256, cache_dir)
         status = 0
