@@ -79,12 +79,14 @@ class OpenLoop:
     :param timeout: seconds after the last scheduled request to wait for answers.
     :param track_versions: keep ``(scheduled, answered, model_version)`` of every 200
         answer in ``versions`` (times from ``time.perf_counter``).
+    :param stop: an event; once set, the schedule ends early (``duration`` then is a limit).
     """
 
     def __init__(self, port: int | None, request: bytes, rate: float, duration: float,
                  warmup: float = 1.0, max_connections: int = 256, timeout: float = 10.0,
-                 track_versions: bool = False, uds: str | None = None):
+                 track_versions: bool = False, uds: str | None = None, stop=None):
         self.port, self.uds, self.request, self.rate = port, uds, request, rate
+        self.stop = stop  # an Event: once set, nothing more is sent
         self.duration, self.warmup = duration, warmup
         self.max_connections, self.timeout = max_connections, timeout
         self.idle: list[_Connection] = []
@@ -181,6 +183,9 @@ class OpenLoop:
             while sent < total and start + sent / self.rate <= now:
                 self._send(start + sent / self.rate)
                 sent += 1
+            if self.stop is not None and self.stop.is_set():
+                self.duration = max(0.0, now - self.measure_from)
+                break
             if sent < total:
                 await asyncio.sleep(max(0.0, min(start + sent / self.rate - now, 0.001)))
         deadline = self.loop.time() + self.timeout
@@ -231,6 +236,57 @@ def run(port: int | None, body: bytes, rate: float, duration: float, path: str =
     except ImportError:
         runner = asyncio.run
     return runner(OpenLoop(port, post_request(body, path), rate, duration, **kwargs).run())
+
+
+def _child(conn, port, body: bytes, rate: float, duration: float, path: str, kwargs) -> None:
+    generator = OpenLoop(port, post_request(body, path), rate, duration, **kwargs)
+    conn.send("started")
+    try:
+        import uvloop
+
+        figures = uvloop.run(generator.run())
+    except ImportError:
+        figures = asyncio.run(generator.run())
+    conn.send((figures, generator.versions))
+    conn.close()
+
+
+class InProcess:
+    """One open-loop run in a process of its own (spawned), so that the process it is
+    measuring next to (a deployer) cannot starve it of the GIL. ``time.perf_counter`` is
+    the system's monotonic clock, so its times compare with the caller's.
+
+    :param kwargs: :class:`OpenLoop`'s keyword arguments.
+    """
+
+    def __init__(self, port: int | None, body: bytes, rate: float, duration: float,
+                 path: str = "/predict", **kwargs):
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe(duplex=False)
+        self.stop = context.Event()
+        self.process = context.Process(target=_child, daemon=True, name="loadgen", args=(
+            child, port, body, rate, duration, path, {**kwargs, "stop": self.stop}))
+        self.process.start()
+        child.close()
+        if not self._conn.poll(60) or self._conn.recv() != "started":
+            self.process.kill()
+            raise TimeoutError("the load generator did not start in 60s")
+
+    def result(self, timeout: float) -> tuple[dict, list | None]:
+        """Stop sending; the figures and, with ``track_versions``, every answer's
+        ``(scheduled, answered, version)``.
+
+        :raises TimeoutError: no result within ``timeout`` seconds (the process is killed).
+        """
+        self.stop.set()
+        if not self._conn.poll(timeout):
+            self.process.kill()
+            raise TimeoutError(f"the load generator gave no result in {timeout:g}s")
+        figures, versions = self._conn.recv()
+        self.process.join(10)
+        return figures, versions
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,6 +63,18 @@ def with_value(obj: dict, path: tuple, value) -> dict:
     return changed
 
 
+def tree_socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets ``pid`` and its child processes (a slot server's
+    workers) hold open."""
+    children = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children |= {int(c) for c in (task / "children").read_text().split()}
+        except OSError:
+            continue
+    return set().union(socket_inodes(pid), *(socket_inodes(c) for c in children))
+
+
 def socket_inodes(pid: int) -> set[str]:
     """The inodes of the sockets ``pid`` holds open (from /proc/<pid>/fd)."""
     inodes = set()

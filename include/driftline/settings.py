@@ -234,6 +234,12 @@ class ServingSettings:
     """Prediction log partitions (by event date) kept; older ones are deleted."""
     prediction_log_max_mb: int = 2048
     """Cap on the prediction log's size; past it, new rows are dropped and counted."""
+    predictor: Literal["compiled", "xgboost"] = "compiled"
+    """``compiled``: the slot serves the model's trees compiled to C (treelite + tl2cgen,
+    built at load time from the verified model, cached by its sha256), falling back to
+    XGBoost if they cannot be built or differ from it; ``xgboost``: XGBoost only."""
+    workers: Annotated[int, pydantic.Field(ge=0, le=16)] = 0
+    """Server processes per slot, sharing its socket; 0: one per core, at most 4."""
 
 
 @dataclass

@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -39,10 +40,18 @@ from driftline.features import FeatureSchema
 from driftline.registry import ModelVersion, Registry
 from driftline.scoring import predict
 from driftline.serving.batcher import MicroBatcher
+from driftline.serving.compiled import (
+    PendingTrees,
+    cached,
+    first_predictor,
+    start_build,
+    when_built,
+)
 from driftline.serving.paths import SLOTS, check_slot, live_link, slot_socket
 from driftline.serving.prediction_log import PredictionLogger
 from driftline.serving.schema import RequestDecoder, RequestError, prediction_items
 from driftline.serving.verify import VERIFY_HEADER
+from driftline.serving.workers import fork_workers, stop_workers, worker_count
 from driftline.workspace import Workspace, open_workspace
 
 log = logging.getLogger(__name__)
@@ -60,6 +69,8 @@ class ServedModel:
     booster: Any
     schema: FeatureSchema
     sha256: str
+    predictor: str = "xgboost"
+    """What predicts: ``xgboost``, or the compiled trees (:mod:`driftline.serving.compiled`)."""
 
 
 class ModelServer:
@@ -161,20 +172,39 @@ def _closing(send):
     return closing_send
 
 
+async def adopt_compiled(served: ServedModel, pack, booster, compiled, rows: list[dict]) -> None:
+    """Serve the compiled trees once built, if ``compiled`` is a build in progress (they are
+    checked against XGBoost first)."""
+    if isinstance(compiled, PendingTrees):
+        served.booster, served.predictor = first_predictor(
+            pack, booster, await when_built(compiled), rows, served.schema)
+
+
 def create_app(model_version: ModelVersion, slot: str, ws: Workspace,
-               booster: Any = None) -> ModelServer:
+               booster: Any = None, compiled: Path | PendingTrees | str | None = None,
+               server_pid: int | None = None) -> ModelServer:
     """The model server app for ``model_version`` of ``ws``'s pack in ``slot``.
 
     :param booster: the already loaded booster; default: load (and verify) it here.
+    :param compiled: the compiled trees built from ``booster`` (:func:`compiled_trees`),
+        served if they match it on the smoke rows (if still building: XGBoost serves until
+        they are built); a text: why there are none (XGBoost serves); None: XGBoost serves.
+    :param server_pid: the slot server's main process (``pid`` in ``/ready``); default this
+        process.
     :raises ArtifactIntegrityError: the model file does not match its registered sha256.
     """
     check_slot(slot)
     if booster is None:
         booster = model_version.load_booster()
     booster.set_param({"nthread": 1})  # one prediction at a time; OpenMP only adds overhead
-    served = ServedModel(model_version, booster,
-                         FeatureSchema.from_dict(model_version.metadata["feature_schema"]),
+    schema = FeatureSchema.from_dict(model_version.metadata["feature_schema"])
+    smoke_rows = model_version.metadata.get("smoke", {}).get("rows", [])
+    served = ServedModel(model_version, booster, schema,
                          model_version.metadata["artifact"]["sha256"])
+    served.booster, served.predictor = first_predictor(ws.pack, booster, compiled, smoke_rows,
+                                                       schema)
+
+    main_pid = server_pid or os.getpid()
     pack, serving = ws.pack, ws.serving
     prediction_log = PredictionLogger(
         ws.serving_dir, slot, model_version.name, model_version.version,
@@ -193,7 +223,10 @@ def create_app(model_version: ModelVersion, slot: str, ws: Workspace,
             asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, server.drain)
         except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
             log.debug("no SIGUSR1 drain handler outside the main thread")
+        adopting = asyncio.create_task(adopt_compiled(served, ws.pack, booster, compiled,
+                                                      smoke_rows))
         yield
+        adopting.cancel()
         batcher.close()
         prediction_log.close()
         log.info("prediction log closed: %s; batching: %s", prediction_log.stats(),
@@ -204,7 +237,7 @@ def create_app(model_version: ModelVersion, slot: str, ws: Workspace,
 
     @api.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "slot": slot, "pid": os.getpid(),
+        return {"status": "ok", "slot": slot, "pid": main_pid, "worker_pid": os.getpid(),
                 "prediction_log": prediction_log.stats(), "batching": batcher.stats()}
 
     @api.get("/ready")
@@ -214,7 +247,8 @@ def create_app(model_version: ModelVersion, slot: str, ws: Workspace,
             return JSONResponse(status_code=503, content={"ready": False, "slot": slot,
                                                           "reason": "no verified model loaded"})
         return JSONResponse({"ready": True, **identity, "sha256": model.sha256,
-                             "pid": os.getpid()})
+                             "predictor": model.predictor, "pid": main_pid,
+                             "worker_pid": os.getpid()})
 
     @api.get("/version")
     async def version() -> JSONResponse:
@@ -222,7 +256,9 @@ def create_app(model_version: ModelVersion, slot: str, ws: Workspace,
         if model is None:
             return JSONResponse(status_code=503, content={"slot": slot, "model_version": None})
         return JSONResponse({**identity, "sha256": model.sha256,
-                             "data_version": model.version.data_version, "pid": os.getpid()})
+                             "data_version": model.version.data_version,
+                             "predictor": model.predictor, "pid": main_pid,
+                             "worker_pid": os.getpid()})
 
     server = ModelServer(api, RequestDecoder(pack, serving.max_batch_rows), batcher,
                          prediction_log, identity)
@@ -268,7 +304,7 @@ def bind_unix(path: Path) -> socket.socket:
     return sock
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m driftline.serving.app",
                                      description="Serve one model version in one slot.")
     parser.add_argument("--pack", required=True, help="dataset pack name")
@@ -279,15 +315,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=None, help="with --port: default the serving host")
     parser.add_argument("--port", type=int, default=None,
                         help="also listen on this loopback TCP port (default: none)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     prefix = f"driftline serving [{args.pack}/{args.slot}]"
+    # one thread per prediction; and no OpenMP thread team before the workers fork
+    os.environ["OMP_NUM_THREADS"] = "1"
     try:
         ws = open_workspace(args.pack)
         model_version = Registry(ws.registry_dir, ws.model_name).get(args.version)
         booster = model_version.load_booster()
-        app = create_app(model_version, args.slot, ws, booster=booster)
+        compiled = compiled_trees(ws, model_version, booster)
     except Exception as exc:  # any failure to verify or load the model refuses to start
         print(f"{prefix}: refusing to start {args.pack} {args.version}: "
               f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
@@ -302,30 +344,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prefix}: cannot listen on {uds} (port {args.port}): {exc}", file=sys.stderr,
               flush=True)
         return 3
-    uds_inode = os.stat(uds).st_ino
     log.info("%s: listening on unix:%s%s", prefix, uds,
              f" and http://{host}:{args.port}" if args.port else "")
 
-    import uvicorn
+    import uvicorn  # noqa: F401  (imported once, before the workers fork)
 
-    config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="on",
-                            access_log=False, log_level="info", timeout_graceful_shutdown=10)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until the app's drain handler is in place
-    server = uvicorn.Server(config)
-    app.connections = lambda: server.server_state.connections
-    link, own = live_link(ws.serving_dir), os.path.realpath(uds)
-    app.is_live = lambda: os.path.realpath(link) == own
+    main_pid = os.getpid()
 
-    def remove_socket() -> None:
-        try:
-            if os.stat(uds).st_ino == uds_inode:  # still ours, not a newer server's
-                uds.unlink()
-        except FileNotFoundError:
-            pass
+    def serve() -> None:
+        app = create_app(model_version, args.slot, ws, booster=booster, compiled=compiled,
+                         server_pid=main_pid)
+        run_uvicorn(app, sockets, ws.serving_dir, uds)
+
+    workers = fork_workers(worker_count(ws.serving.workers) - 1, serve)
+    if isinstance(compiled, PendingTrees):
+        workers.append(compiled.builder_pid)  # stopped and reaped with the workers
+
+    remove_socket = socket_remover(uds)
 
     def stopped_by(signum, frame) -> None:
         # uvicorn shuts down on SIGTERM/SIGINT, restores these handlers and raises the
-        # signal again: remove the socket, then die of the signal as before
+        # signal again: stop the other workers, remove the socket, then die of the signal
+        stop_workers(workers)
         remove_socket()
         signal.signal(signum, signal.SIG_DFL)
         signal.raise_signal(signum)
@@ -333,10 +374,71 @@ def main(argv: list[str] | None = None) -> int:
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, stopped_by)
     try:
-        server.run(sockets=sockets)
+        serve()
+    except Exception as exc:
+        print(f"{prefix}: cannot serve {args.pack} {args.version}: {type(exc).__name__}: "
+              f"{exc}", file=sys.stderr, flush=True)
+        return 2
     finally:
+        stop_workers(workers)
         remove_socket()
     return 0
+
+
+def socket_remover(uds: Path) -> Callable[[], None]:
+    """A function that removes the socket file at ``uds`` if it is still this one (not a
+    newer server's)."""
+    inode = os.stat(uds).st_ino
+
+    def remove_socket() -> None:
+        try:
+            if os.stat(uds).st_ino == inode:
+                uds.unlink()
+        except FileNotFoundError:
+            pass
+
+    return remove_socket
+
+
+def compiled_trees(ws: Workspace, model_version: ModelVersion,
+                   booster) -> Path | PendingTrees | str | None:
+    """The compiled trees of the verified ``booster``: reused from the pack's serving
+    directory, or being built there by a forked low-priority process (XGBoost serves
+    meanwhile); a text saying why there are none; None when the pack's ``serving.predictor``
+    is ``xgboost``. Call it before any thread starts."""
+    if ws.serving.predictor != "compiled":
+        return None
+    try:
+        import tl2cgen  # noqa: F401
+        import treelite  # noqa: F401
+    except ImportError as exc:
+        return f"no compiled trees: {exc}"
+    if shutil.which("gcc") is None:
+        return "no compiled trees: gcc not found"
+    sha256 = model_version.metadata["artifact"]["sha256"]
+    cache_dir = ws.serving_dir / "compiled"
+    lib = cached(sha256, cache_dir)
+    if lib is not None:
+        return lib
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    pid = start_build(booster, sha256, cache_dir)
+    log.info("building compiled trees in pid %d; XGBoost serves until they are ready", pid)
+    return PendingTrees(sha256, cache_dir, pid)
+
+
+def run_uvicorn(app: ModelServer, sockets: list[socket.socket], serving_dir: Path,
+                uds: Path) -> None:
+    """Serve ``app`` on the listening ``sockets`` until uvicorn is told to stop."""
+    import uvicorn
+
+    config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="on",
+                            access_log=False, log_level="info", timeout_graceful_shutdown=10,
+                            proxy_headers=False)
+    server = uvicorn.Server(config)
+    app.connections = lambda: server.server_state.connections
+    link, own = live_link(serving_dir), os.path.realpath(uds)
+    app.is_live = lambda: os.path.realpath(link) == own
+    server.run(sockets=sockets)
 
 
 if __name__ == "__main__":

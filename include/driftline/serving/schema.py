@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import types
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -142,7 +143,10 @@ class RequestDecoder:
             return RequestError(413, "rows", f"batch is over the limit of {self.max_rows} rows")
         return RequestError(422, path or "body", reason)
 
-    def columns_of(self, rows: list) -> dict[str, tuple]:
-        """Decoded rows as one tuple per request column."""
-        values = zip(*(msgspec.structs.astuple(row) for row in rows), strict=True)
-        return dict(zip(self.columns, values, strict=True))
+    def columns_of(self, rows: list) -> dict[str, Sequence]:
+        """Decoded rows as one sequence per request column."""
+        astuple = msgspec.structs.astuple
+        if len(rows) == 1:
+            return {c: (v,) for c, v in zip(self.columns, astuple(rows[0]), strict=True)}
+        values = [astuple(row) for row in rows]  # then a list per column: 2x zip(*values)
+        return {c: [row[i] for row in values] for i, c in enumerate(self.columns)}

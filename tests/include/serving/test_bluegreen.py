@@ -20,10 +20,17 @@ from driftline.serving.bluegreen import BlueGreen, DeployError, stop_serving
 from driftline.serving.paths import router_url, slot_client, slot_log, slot_socket
 from driftline.serving.probe import PredictionProbe
 from driftline.serving.router import Router, RouterError
+from driftline.serving.workers import worker_count
 from driftline.workspace import Workspace, open_workspace
 from statsmodels.stats.proportion import proportion_confint
 
-from tests.helpers import kill_green_after_the_switch, process_gone, socket_inodes, wait_until
+from tests.helpers import (
+    kill_green_after_the_switch,
+    process_gone,
+    socket_inodes,
+    tree_socket_inodes,
+    wait_until,
+)
 
 pytestmark = pytest.mark.nginx
 
@@ -101,9 +108,12 @@ def test_deploy_switch_rollback_through_the_router(bluegreen, ws, registry):
     switch = second["switch"]
     assert (switch["from_slot"], switch["to_slot"]) == ("blue", "green")
     assert (switch["version"], switch["previous_version"]) == ("v0002", "v0001")
-    assert router_get(ws, "/version") | {"pid": 0} == {
+    version = router_get(ws, "/version")
+    assert version.pop("predictor").startswith(("compiled", "xgboost"))
+    assert version | {"pid": 0, "worker_pid": 0} == {
         "pack": "flights", "model_name": "flights", "model_version": "v0002", "slot": "green",
-        "sha256": v2.metadata["artifact"]["sha256"], "data_version": v2.data_version, "pid": 0}
+        "sha256": v2.metadata["artifact"]["sha256"], "data_version": v2.data_version, "pid": 0,
+        "worker_pid": 0}
     assert_serves_smoke(ws, v2)
     status = bluegreen.status()
     assert status["live"] == "green" and status["router"]["running"]
@@ -200,11 +210,12 @@ def test_a_connection_opened_before_the_switch_is_answered_by_the_old_slot(blueg
     v1, v2 = registry.get("v0001"), registry.get("v0002")
     bluegreen.deploy(v1, "first")
     blue = bluegreen.status()["slots"]["blue"]["pid"]
-    before = socket_inodes(blue)  # nothing talks to blue now: a new socket is ours
+    before = tree_socket_inodes(blue)  # nothing talks to blue now: a new socket is ours
     early = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     early.settimeout(30)
     early.connect(str(slot_socket(ws.serving_dir, "blue")))
-    wait_until(lambda: socket_inodes(blue) - before, "blue to accept the connection")
+    wait_until(lambda: tree_socket_inodes(blue) - before,
+               "one of blue's workers to accept the connection")
     # accepted (uvicorn tracks it from its accept), nothing sent yet
     try:
         bluegreen.deploy(v2, "switch while a connection to blue is open")  # drains blue
@@ -223,7 +234,9 @@ def test_a_connection_opened_before_the_switch_is_answered_by_the_old_slot(blueg
     assert bluegreen.status()["live"] == "green"
     drains = [line for line in slot_log(ws.serving_dir, "blue").read_text().splitlines()
               if "draining:" in line]
-    assert drains and drains[-1].endswith("(1 not yet read from are answered first)"), drains
+    last_drain = drains[-worker_count(ws.serving.workers):]  # one line from each worker
+    assert [line.endswith("(1 not yet read from are answered first)")
+            for line in last_drain].count(True) == 1, drains
 
 
 def test_redeploying_the_live_version_changes_nothing(bluegreen, registry):

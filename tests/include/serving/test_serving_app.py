@@ -63,7 +63,8 @@ def test_health_ready_version(client, version):
     assert client.get("/version").json() == {
         "pack": "flights", "model_name": "flights", "model_version": "v0001", "slot": "blue",
         "sha256": version.metadata["artifact"]["sha256"],
-        "data_version": version.data_version, "pid": os.getpid()}
+        "data_version": version.data_version, "predictor": "xgboost", "pid": os.getpid(),
+        "worker_pid": os.getpid()}
 
 
 def test_ready_is_503_without_a_model(client):
