@@ -26,7 +26,7 @@ POSTGRES=driftline-testbed/postgres:15
 REDIS=driftline-testbed/redis:7
 AIRFLOW=driftline-airflow:0.1.0
 CACHE_ROOT="${DRIFTLINE_CACHE_DIR:-$HOME/.cache/driftline}/compose"
-KEY=$(cd "$ROOT" && cat tests/testbed/compose/build.sh tests/testbed/compose/Dockerfile.* \
+KEY=$(cd "$ROOT" && cat tests/testbed/compose/{build.sh,Dockerfile.*,*-entrypoint.sh} \
         Dockerfile.airflow requirements.txt packs/requirements.txt | sha256sum | cut -c1-16)
 KEY_DIR="$CACHE_ROOT/$KEY"
 START=$(date +%s)
