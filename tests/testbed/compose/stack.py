@@ -2,8 +2,8 @@
 Debian's packages, and ``docker-compose.yaml`` brought up on them.
 
 The daemon (Debian's ``docker.io``, as root) gets its own socket, data root and exec root
-under a temporary directory, and no default bridge (``--bridge none``): nothing is shared with
-another daemon on the machine, and :meth:`DockerDaemon.stop` leaves nothing behind. Images come
+under a temporary directory, no default bridge (``--bridge none``) and its own address pool:
+nothing is shared with another daemon on the machine, and :meth:`DockerDaemon.stop` leaves nothing behind. Images come
 from ``build.sh`` (cached in ``$DRIFTLINE_CACHE_DIR/compose``, loaded on a warm run).
 """
 
@@ -25,6 +25,11 @@ IMAGES = {"DRIFTLINE_AIRFLOW_BASE": "driftline-testbed/debian:bookworm",
           "DRIFTLINE_POSTGRES_IMAGE": "driftline-testbed/postgres:15",
           "DRIFTLINE_REDIS_IMAGE": "driftline-testbed/redis:7"}
 """What docker-compose.yaml runs here instead of the official images it pulls elsewhere."""
+
+
+ADDRESS_POOL = "10.213.0.0/16"
+"""Where this daemon's networks get their subnets: not Docker's default 172.17-31.x, which
+another daemon on the machine may be using."""
 
 
 class ComposeUnavailable(RuntimeError):
@@ -66,7 +71,8 @@ class DockerDaemon:
             self.process = subprocess.Popen(
                 ["dockerd", "--data-root", str(self.root / "data"),
                  "--exec-root", str(self.root / "exec"), "--pidfile", str(self.root / "pid"),
-                 "-H", f"unix://{self.socket}", "--bridge", "none"],
+                 "-H", f"unix://{self.socket}", "--bridge", "none",
+                 "--default-address-pool", f"base={ADDRESS_POOL},size=24"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
