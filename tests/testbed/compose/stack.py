@@ -3,8 +3,9 @@ Debian's packages, and ``docker-compose.yaml`` brought up on them.
 
 The daemon (Debian's ``docker.io``, as root) gets its own socket, data root and exec root
 under a temporary directory, no default bridge (``--bridge none``) and its own address pool:
-nothing is shared with another daemon on the machine, and :meth:`DockerDaemon.stop` leaves nothing behind. Images come
-from ``build.sh`` (cached in ``$DRIFTLINE_CACHE_DIR/compose``, loaded on a warm run).
+nothing is shared with another daemon on the machine, and :meth:`DockerDaemon.stop` leaves
+nothing behind. Images come from ``build.sh`` (cached in ``$DRIFTLINE_CACHE_DIR/compose``,
+loaded on a warm run).
 """
 
 from __future__ import annotations
@@ -86,14 +87,18 @@ class DockerDaemon:
         raise TimeoutError(f"dockerd not answering on {self.socket} after {timeout}s")
 
     def stop(self, timeout: float = 60) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        """Stop the daemon and delete its data root (the loaded images: ~5 GB)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        subprocess.run(["umount", str(self.root / "exec" / "netns" / "default")],
+                       capture_output=True, check=False)
+        shutil.rmtree(self.root / "data", ignore_errors=True)
+        shutil.rmtree(self.root / "exec", ignore_errors=True)
 
 
 def build_images(daemon: DockerDaemon) -> str:
