@@ -17,7 +17,7 @@ export DRIFTLINE_PACKS ?= $(ROOT)/packs
 export PYTHONPATH := $(ROOT)/config
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: install demo up airflow test test-fast lint bench lock clean stop
+.PHONY: install demo up airflow test test-fast test-compose lint bench lock clean stop
 
 $(STAMP): requirements.txt packs/requirements.txt include/pyproject.toml plugins/pyproject.toml
 	@command -v nginx >/dev/null || { echo ">> installing nginx (Debian package)"; \
@@ -58,7 +58,15 @@ test: install
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test-fast: install
-	$(PY) -m pytest tests -q -m "not e2e and not k8s"
+	$(PY) -m pytest tests -q -m "not e2e and not k8s and not compose"
+
+## docker-compose.yaml built (from Debian packages, cached) and started on a private Docker
+## daemon; an ingest and a train run in the containers. As root; kept out of `make test`.
+test-compose: install
+	@command -v dockerd >/dev/null && command -v docker-compose >/dev/null && command -v debootstrap >/dev/null || { \
+	  echo ">> installing docker.io, docker-compose, debootstrap (Debian packages)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io docker-compose debootstrap >/dev/null; }
+	$(PY) -m pytest tests/testbed/compose -q -ra -m compose -p no:randomly
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -2,8 +2,9 @@
 
 The real components are nginx (marker ``nginx``), the Kubernetes testbed (marker ``k8s``,
 fixture ``kube_testbed``), the Airflow scheduler (marker ``e2e``), a headless Chromium
-(marker ``browser``) and an S3-compatible server, moto's (marker ``s3``, fixture
-``s3_server`` in ``s3_server.py``). Locally a missing
+(marker ``browser``), an S3-compatible server, moto's (marker ``s3``, fixture
+``s3_server`` in ``s3_server.py``) and the docker-compose stack (marker ``compose``: a
+private Docker daemon, ``testbed/compose/``). Locally a missing
 component skips its tests. With ``CI=true`` (or ``DRIFTLINE_REQUIRE_REAL=1``):
 
 - ``require_component`` fails instead of skipping;
@@ -26,9 +27,9 @@ import pytest
 
 COMPONENT_MARKERS = {"nginx": "nginx", "k8s": "the Kubernetes testbed",
                      "e2e": "the Airflow scheduler", "browser": "a headless Chromium",
-                     "s3": "an S3-compatible server"}
+                     "s3": "an S3-compatible server", "compose": "the docker-compose stack"}
 # What a skip reason says when it is about a real component.
-COMPONENT_WORDS = re.compile(r"nginx|kube|k8s|testbed|scheduler|chromium|playwright|moto",
+COMPONENT_WORDS = re.compile(r"nginx|kube|k8s|testbed|scheduler|chromium|playwright|moto|docker",
                              re.IGNORECASE)
 
 _not_exercised: list[tuple[str, str]] = []  # (test or collector id, why), in run order
