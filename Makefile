@@ -16,6 +16,16 @@ export DRIFTLINE_HOME ?= $(ROOT)/.driftline
 export DRIFTLINE_PACKS ?= $(ROOT)/packs
 export PYTHONPATH := $(ROOT)/config
 export PATH := $(VENV)/bin:$(PATH)
+# The tier `make up` / `make demo` run on: sqlite (the default: LocalExecutor on SQLite) or
+# postgres-celery (CeleryExecutor with two workers, PostgreSQL, Redis; all on loopback):
+# make up TIER=postgres-celery (or DRIFTLINE_TIER=postgres-celery in the environment).
+ifdef TIER
+export DRIFTLINE_TIER := $(TIER)
+endif
+# Debian's redis-server, the postgres-celery tier's broker (started by scripts/services.py
+# on loopback, never as a system service).
+NEED_REDIS = command -v redis-server >/dev/null || { echo ">> installing redis-server (Debian package)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
 .PHONY: install demo up airflow test test-fast test-compose lint bench lock clean stop
 
@@ -32,10 +42,13 @@ install: $(STAMP)
 
 ## The main job: the whole loop on the embedded defaults, through the real scheduler.
 demo: install
+	@if [ "$${DRIFTLINE_TIER:-sqlite}" = postgres-celery ]; then $(NEED_REDIS); fi
 	$(PY) scripts/demo.py
 
 ## Airflow (UI on http://127.0.0.1:8080, admin/admin) and the serving stack, left running.
+## make up TIER=postgres-celery: on PostgreSQL with CeleryExecutor (two workers, Redis).
 up: install
+	@if [ "$${DRIFTLINE_TIER:-sqlite}" = postgres-celery ]; then $(NEED_REDIS); fi
 	$(PY) scripts/demo.py --up
 
 ## Any airflow command against the stack `make up` runs: make airflow ARGS="dags list"
@@ -52,6 +65,7 @@ stop:
 test: install
 	@command -v chromium >/dev/null || { echo ">> installing chromium (Debian package, for the UI's browser tests)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@$(NEED_REDIS)
 	@seed=$${SEED:-$$(( RANDOM * 32768 + RANDOM ))}; \
 	  echo "pytest in random order: --randomly-seed=$$seed (make test SEED=$$seed replays it)"; \
 	  $(PY) -m pytest tests -q -ra -p randomly --randomly-seed=$$seed; rc=$$?; \

@@ -5,12 +5,52 @@ are loaded once instead of once per task (Evidently alone takes ~7 s to import o
 Importing them costs the scheduler memory, not parse time: DAG files stay light.
 """
 
+import logging
 import os
 import sqlite3
+import sys
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
+
+
+class _CurrentStream:
+    """``sys.stdout`` or ``sys.stderr`` as it is when written to, not when DVC's log handlers
+    were made.
+
+    ``import dvc`` makes stream handlers for the ``dvc`` loggers holding the streams of that
+    moment. Imported here, those are the streams of the process that loaded these settings; in
+    a task process a Celery worker forks, they are closed, and DVC's handler raises on a
+    failed write (``LoggingException``): ``Repo.init`` then stopped at its "Initialized DVC
+    repository" message and left a data repository with no remote.
+
+    :param name: ``stdout`` or ``stderr``.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def write(self, text: str) -> int:
+        return getattr(sys, self.name).write(text)
+
+    def flush(self) -> None:
+        getattr(sys, self.name).flush()
+
+    def __getattr__(self, attr: str):
+        return getattr(getattr(sys, self.name), attr)
+
+
+def _dvc_logs_to_current_streams() -> None:
+    """Point every DVC console handler at the stream current when it writes."""
+    from dvc.logger import LoggerHandler
+
+    for logger in ("dvc", "dvc_objects", "dvc_data"):
+        for handler in logging.getLogger(logger).handlers:
+            if isinstance(handler, LoggerHandler):
+                handler.setStream(_CurrentStream(  # type: ignore[arg-type]
+                    "stderr" if handler.level >= logging.WARNING else "stdout"))
+
 
 if os.environ.get("DRIFTLINE_PRELOAD", "1") == "1":
     import dvc.repo  # noqa: F401
@@ -19,6 +59,8 @@ if os.environ.get("DRIFTLINE_PRELOAD", "1") == "1":
     import pyarrow.parquet  # noqa: F401
     import sklearn.metrics  # noqa: F401
     import xgboost  # noqa: F401
+
+    _dvc_logs_to_current_streams()
 
 
 def _sqlite_write_lock_before_savepoint(conn, name) -> None:

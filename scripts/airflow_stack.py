@@ -2,6 +2,11 @@
 
 Used by the demo (``make demo`` / ``make up``), the benchmark and the end-to-end test. Every
 component is a real Airflow process on loopback; nothing here calls DAG code directly.
+
+Two tiers (``DRIFTLINE_TIER``), the same DAGs on both: ``sqlite`` (the embedded default:
+LocalExecutor on SQLite in the Airflow home) and ``postgres-celery`` (CeleryExecutor with
+:data:`CELERY_WORKERS` workers, PostgreSQL as the metadata database and Celery's result
+backend, Redis as the broker; both services from ``services.py``, in the Airflow home).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 from pathlib import Path
 
 import httpx
+from services import running_services, services_of, start_services, stop_services
 
 # Every component on loopback. The scheduler's and triggerer's log servers would listen on
 # all interfaces (Airflow hard-codes the host) and are not needed: with LocalExecutor the
@@ -37,12 +43,65 @@ RESTART_BACKOFF_S = (1, 2, 5, 10, 30, 60)
 STABLE_S = 120
 """A component up this long counts as recovered: its next death waits the shortest delay."""
 HEALTH_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+TIERS = ("sqlite", "postgres-celery")
+DEFAULT_TIER = "sqlite"
+TIER_FILE = "tier"
+CELERY_WORKERS = 2
+CELERY_CONCURRENCY = 2
+"""Task slots per Celery worker: 2 workers x 2 = ``[core] parallelism`` (4)."""
+
+
+def components(tier: str) -> dict[str, list[str]]:
+    """The Airflow processes of ``tier``, by name: :data:`COMPONENTS`, plus the Celery
+    workers on ``postgres-celery`` (each its own Celery hostname, no log server: the
+    api-server reads the shared log folder)."""
+    if tier != "postgres-celery":
+        return dict(COMPONENTS)
+    workers = {f"celery-worker-{n}": ["celery", "worker", "--celery-hostname",
+                                      f"driftline-{n}@%h", "--concurrency",
+                                      str(CELERY_CONCURRENCY), "--skip-serve-logs"]
+               for n in range(1, CELERY_WORKERS + 1)}
+    return {**COMPONENTS, **workers}
+
+
+def tier_of(env: dict) -> str:
+    """``env``'s ``DRIFTLINE_TIER`` (default :data:`DEFAULT_TIER`).
+
+    :raises ValueError: naming the variable and the tiers when it is another value.
+    """
+    tier = env.get("DRIFTLINE_TIER") or DEFAULT_TIER
+    if tier not in TIERS:
+        raise ValueError(f"DRIFTLINE_TIER={tier!r}: expected one of {', '.join(TIERS)}")
+    return tier
+
+
+def recorded_tier(airflow_home: Path) -> str | None:
+    """The tier the stack in ``airflow_home`` was last started on (None: never started)."""
+    path = airflow_home / TIER_FILE
+    return path.read_text().strip() if path.exists() else None
+
+
+def tier_env(tier: str, airflow_home: Path) -> dict[str, str]:
+    """The settings that make ``tier``: its executor and, on ``postgres-celery``, the
+    metadata database, broker and result backend of the services recorded for the home."""
+    if tier != "postgres-celery":
+        return {"DRIFTLINE_TIER": tier, "AIRFLOW__CORE__EXECUTOR": "LocalExecutor"}
+    services = services_of(airflow_home)
+    return {"DRIFTLINE_TIER": tier, "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": services.sql_alchemy_conn,
+            "AIRFLOW__CELERY__BROKER_URL": services.broker_url,
+            "AIRFLOW__CELERY__RESULT_BACKEND": services.result_backend,
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(CELERY_CONCURRENCY)}
 
 
 def airflow_env(root: Path, airflow_home: Path, driftline_home: Path, port: int = 8080,
-                extra: dict | None = None) -> dict:
-    """The environment every Airflow process of this project runs with."""
+                extra: dict | None = None, tier: str | None = None) -> dict:
+    """The environment every Airflow process of this project runs with.
+
+    :param tier: one of :data:`TIERS`; default ``$DRIFTLINE_TIER``, else ``sqlite``.
+    """
     env = dict(os.environ)
+    tier = tier_of({"DRIFTLINE_TIER": tier} if tier else env)
     env.update({
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW_CONFIG": str(root / "airflow.cfg"),
@@ -59,6 +118,7 @@ def airflow_env(root: Path, airflow_home: Path, driftline_home: Path, port: int 
     })
     env["AIRFLOW__API_AUTH__JWT_SECRET"] = _shared_secret(airflow_home / "jwt_secret")
     env["AIRFLOW__CORE__FERNET_KEY"] = _shared_secret(airflow_home / "fernet_key", _fernet_key)
+    env.update(tier_env(tier, airflow_home))
     env.update(extra or {})
     return env
 
@@ -109,28 +169,34 @@ class AirflowStack:
         self.user, self.password = user, password
         self.pid_dir = self.home / "pids"
         self.log_dir = self.home / "logs"
+        self.tier = tier_of(env)
+        self.components = components(self.tier)
 
     def _airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env,
                               check=check, capture_output=True, text=True, umask=PRIVATE)
 
     def init(self) -> None:
-        """Create the metadata database (SQLite) and the admin login."""
+        """Create the metadata database and the admin login; on ``postgres-celery`` start
+        PostgreSQL and Redis first (their URLs in :attr:`env` follow the ports they got)."""
         _private_dir(self.home)
         for sub in ("plugins", "pids", "logs"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
+        if self.tier == "postgres-celery":
+            start_services(self.home)
+            self.env.update(tier_env(self.tier, self.home))
         _write_private(self.home / "passwords.json", json.dumps({self.user: self.password}))
         self._airflow("db", "migrate")
         for db in self.home.glob("airflow.db*"):
             db.chmod(0o600)
 
     def running(self) -> dict[str, int]:
-        """The components (and the watchdog) whose process is alive, by name. A component
-        that died (``kill -9``, a crash) has what it left behind reaped: its LocalExecutor
-        workers would otherwise sit idle at ~330 MB each, holding the old scheduler's
-        resources."""
+        """The components (and the watchdog) whose process is alive, by name, whichever
+        tier started them. A component that died (``kill -9``, a crash) has what it left
+        behind reaped: its LocalExecutor workers would otherwise sit idle at ~330 MB each,
+        holding the old scheduler's resources."""
         alive = {}
-        for name in (*COMPONENTS, WATCHDOG):
+        for name in (*components("postgres-celery"), WATCHDOG):
             pid_file = self.pid_dir / f"{name}.pid"
             if not pid_file.exists():
                 continue
@@ -170,11 +236,17 @@ class AirflowStack:
         """Start every component that is not running yet, detached from this process.
 
         :return: the names of the components started.
+        :raises RuntimeError: when components of another tier run in this home.
         """
         alive = self.running()
-        started = [name for name in COMPONENTS if name not in alive]
+        other = recorded_tier(self.home)
+        if alive and other not in (None, self.tier):
+            raise RuntimeError(f"the stack in {self.home} runs tier {other}, not {self.tier}: "
+                               "stop it first (make stop)")
+        _write_private(self.home / TIER_FILE, self.tier)
+        started = [name for name in self.components if name not in alive]
         for name in started:
-            self._spawn(name, [sys.executable, "-m", "airflow", *COMPONENTS[name]])
+            self._spawn(name, [sys.executable, "-m", "airflow", *self.components[name]])
         return started
 
     def _spawn(self, name: str, argv: list[str]) -> int:
@@ -208,7 +280,7 @@ class AirflowStack:
         while not stopping:
             alive = self.running()
             now = time.monotonic()
-            for name in COMPONENTS:
+            for name in self.components:
                 if name in alive:
                     if now - restarted_at.get(name, now) > STABLE_S:
                         failures[name] = 0
@@ -221,7 +293,7 @@ class AirflowStack:
                 elif now >= due.pop(name):
                     failures[name] = failures.get(name, 0) + 1
                     pid = self._spawn(name, [sys.executable, "-m", "airflow",
-                                             *COMPONENTS[name]])
+                                             *self.components[name]])
                     entry = state.setdefault(name, {"restarts": 0})
                     entry.update(restarts=entry["restarts"] + 1, last_restart=_now(), pid=pid)
                     restarted_at[name] = time.monotonic()
@@ -237,7 +309,8 @@ class AirflowStack:
 
     def stop(self) -> None:
         """Stop the watchdog, then every component (their whole process groups), and wait
-        for them to exit."""
+        for them to exit; then PostgreSQL and Redis, if this home runs them (whatever the
+        tier now: ``make stop`` takes no tier)."""
         alive = self.running()
         watchdog = alive.pop(WATCHDOG, None)
         if watchdog:
@@ -253,12 +326,19 @@ class AirflowStack:
                 os.killpg(pid, signal.SIGKILL)
         for pid_file in self.pid_dir.glob("*.pid"):
             pid_file.unlink()
+        stop_services(self.home)
+
+    def pids(self) -> dict[str, int]:
+        """The process (group leader) of every component, the watchdog and service that
+        runs, by name."""
+        return {**self.running(), **running_services(self.home)}
 
     def health(self) -> dict[str, str]:
         """Each component's state: Airflow's own health check (``metadatabase``,
         ``scheduler``, ``triggerer``, ``dag_processor``: healthy or unhealthy, from their
-        heartbeats) and ``api-server`` (down when it does not answer); a component whose
-        process is gone is ``down`` whatever its last heartbeat says."""
+        heartbeats), ``api-server`` (down when it does not answer) and each Celery worker
+        (healthy while its process runs); a component whose process is gone is ``down``
+        whatever its last heartbeat says."""
         processes = self.running()
         try:
             report = httpx.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
@@ -267,9 +347,11 @@ class AirflowStack:
                            for c in HEALTH_COMPONENTS})
         except (httpx.HTTPError, ValueError):
             states = {"api-server": "down", **{c: "unknown" for c in HEALTH_COMPONENTS}}
-        for name in COMPONENTS:
+        for name in self.components:
             if name not in processes:
                 states[{"dag-processor": "dag_processor"}.get(name, name)] = "down"
+            elif name.startswith("celery-worker"):
+                states[name] = "healthy"
         return states
 
     def wait_healthy(self, timeout: float = 180) -> dict[str, str]:
@@ -519,13 +601,15 @@ class AirflowApi:
 
 def main(argv: list[str]) -> None:
     """``watch``: run the watchdog (the environment is the stack's). ``airflow ARGS...``: run
-    the ``airflow`` command against this checkout's stack (``make airflow ARGS=...``)."""
+    the ``airflow`` command against this checkout's stack (``make airflow ARGS=...``), on
+    ``$DRIFTLINE_TIER``, else the tier the stack was last started on."""
     if argv[:1] == ["watch"]:
         AirflowStack(dict(os.environ)).watch()
     elif argv[:1] == ["airflow"]:
         root = Path(__file__).resolve().parent.parent
-        env = airflow_env(root, Path(os.environ.get("AIRFLOW_HOME", root / ".airflow")),
-                          Path(os.environ.get("DRIFTLINE_HOME", root / ".driftline")))
+        home = Path(os.environ.get("AIRFLOW_HOME", root / ".airflow"))
+        env = airflow_env(root, home, Path(os.environ.get("DRIFTLINE_HOME", root / ".driftline")),
+                          tier=os.environ.get("DRIFTLINE_TIER") or recorded_tier(home))
         os.execve(sys.executable, [sys.executable, "-m", "airflow", *argv[1:]], env)
     else:
         sys.exit("usage: airflow_stack.py watch | airflow ARGS...")

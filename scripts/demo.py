@@ -19,6 +19,8 @@ Exits 0 only when every pack had its drift retrain and the refusal and rollback 
 expected.
 
 Usage: ``python scripts/demo.py`` (``--up`` only starts the stack, ``--stop`` stops it).
+``DRIFTLINE_TIER=postgres-celery`` runs it on PostgreSQL with CeleryExecutor (two workers,
+Redis as the broker) instead of SQLite with LocalExecutor (``scripts/airflow_stack.py``).
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from airflow_stack import (  # noqa: E402
-    COMPONENTS,
     AirflowApi,
     AirflowStack,
     airflow_env,
@@ -414,11 +415,11 @@ def main() -> int:
         print("stopped Airflow and the serving stack")
         return 0
     pack_names = [p.strip() for p in args.packs.split(",") if p.strip()]
-    print(f"== starting Airflow in {airflow_home} (state in {driftline_home}; packs "
-          f"{', '.join(pack_names)}) ==")
+    print(f"== starting Airflow in {airflow_home} (tier {stack.tier}; state in "
+          f"{driftline_home}; packs {', '.join(pack_names)}) ==")
     stack.init()
     restarted = stack.start()
-    if restarted and len(restarted) < len(COMPONENTS):
+    if restarted and len(restarted) < len(stack.components):
         print(f"was down, started again: {', '.join(restarted)}")
     states = stack.wait_healthy()
     stack.start_watchdog()

@@ -88,6 +88,35 @@ def socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
+LOOPBACK = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1 (as /proc shows)
+
+
+def listening_sockets(pids: set[int]) -> set[tuple[str, int]]:
+    """(address as /proc shows it, port) of every TCP socket in LISTEN state held by
+    ``pids``."""
+    inodes = set().union(*(socket_inodes(pid) for pid in pids))
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                address, port = fields[1].split(":")
+                found.add((address, int(port, 16)))
+    return found
+
+
+def group_pids(leaders: list[int]) -> set[int]:
+    """Every process in the process groups led by ``leaders``."""
+    pids = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if os.getpgid(int(proc.name)) in leaders:
+                pids.add(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
 def write_days(ws, flights, start, end, transform=None):
     """Version each day of ``[start, end]`` of the ``flights`` rows in the data repo
     (``transform`` changes a day's rows first)."""

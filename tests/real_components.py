@@ -3,8 +3,10 @@
 The real components are nginx (marker ``nginx``), the Kubernetes testbed (marker ``k8s``,
 fixture ``kube_testbed``), the Airflow scheduler (marker ``e2e``), a headless Chromium
 (marker ``browser``), an S3-compatible server, moto's (marker ``s3``, fixture
-``s3_server`` in ``s3_server.py``) and the docker-compose stack (marker ``compose``: a
-private Docker daemon, ``testbed/compose/``). Locally a missing
+``s3_server`` in ``s3_server.py``), the postgres-celery tier's PostgreSQL 15 server
+(marker ``postgres``: ``initdb``, ``pg_ctl``, ``postgres``) and Redis (marker ``redis``:
+``redis-server``), and the docker-compose stack (marker ``compose``: a private Docker
+daemon, ``testbed/compose/``). Locally a missing
 component skips its tests. With ``CI=true`` (or ``DRIFTLINE_REQUIRE_REAL=1``):
 
 - ``require_component`` fails instead of skipping;
@@ -21,16 +23,18 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
 
 COMPONENT_MARKERS = {"nginx": "nginx", "k8s": "the Kubernetes testbed",
                      "e2e": "the Airflow scheduler", "browser": "a headless Chromium",
-                     "s3": "an S3-compatible server", "compose": "the docker-compose stack"}
+                     "s3": "an S3-compatible server", "postgres": "a PostgreSQL 15 server",
+                     "redis": "a Redis server", "compose": "the docker-compose stack"}
 # What a skip reason says when it is about a real component.
-COMPONENT_WORDS = re.compile(r"nginx|kube|k8s|testbed|scheduler|chromium|playwright|moto|docker",
-                             re.IGNORECASE)
+COMPONENT_WORDS = re.compile(r"nginx|kube|k8s|testbed|scheduler|chromium|playwright|moto"
+                             r"|postgres|initdb|redis|docker", re.IGNORECASE)
 
 _not_exercised: list[tuple[str, str]] = []  # (test or collector id, why), in run order
 
@@ -72,6 +76,27 @@ def nginx_problem() -> str | None:
     return None
 
 
+@functools.cache
+def postgres_problem() -> str | None:
+    """Why the PostgreSQL server cannot run here; None when its binaries are on PATH (and,
+    as root, ``unshare``: PostgreSQL refuses root, ``scripts/services.py`` runs it in a user
+    namespace)."""
+    needed = ["initdb", "pg_ctl", "postgres"] + (["unshare"] if os.geteuid() == 0 else [])
+    missing = [name for name in needed if shutil.which(name) is None]
+    if missing:
+        return f"{', '.join(missing)} not on PATH (PostgreSQL 15 server binaries)"
+    return None
+
+
+@functools.cache
+def redis_problem() -> str | None:
+    """Why Redis cannot run here; None when ``redis-server`` is on PATH."""
+    if shutil.which("redis-server") is None:
+        return ("redis-server is not on PATH (Debian package redis-server; make install "
+                "and .ci/run install it)")
+    return None
+
+
 def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
     longrepr = report.longrepr
     text = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
@@ -87,6 +112,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
         problem = chromium_problem()
         require_component("a headless Chromium", problem is None, problem or "")
+    if item.get_closest_marker("postgres"):
+        problem = postgres_problem()
+        require_component("a PostgreSQL 15 server", problem is None, problem or "")
+    if item.get_closest_marker("redis"):
+        problem = redis_problem()
+        require_component("a Redis server", problem is None, problem or "")
     if item.get_closest_marker("s3"):
         from tests.s3_server import moto_problem
 

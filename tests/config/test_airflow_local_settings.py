@@ -92,3 +92,40 @@ def test_the_busy_timeout_is_set_on_every_sqlite_connection(tmp_path, seconds):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=60, check=True)
     assert out.stdout.strip() == "7500"
+
+
+# DVC's console handlers hold the streams of the moment ``import dvc`` ran; a Celery task
+# process runs after those were closed. Here: import, close that stdout, give the process a
+# new one, then make a DVC repository.
+DVC_AFTER_STDOUT_CLOSED = r"""
+import io, sys
+sys.stdout = io.TextIOWrapper(io.BytesIO())  # the stream of the process that imported DVC
+if sys.argv[2] == "settings":
+    import airflow_local_settings  # imports dvc, as every Airflow process does
+else:
+    import dvc.repo
+sys.stdout.close()
+sys.stdout = now = io.StringIO()  # the task process's own stdout
+from dvc.repo import Repo
+try:
+    Repo.init(sys.argv[1], no_scm=True).close()
+    outcome = "initialised"
+except Exception as exc:
+    outcome = type(exc).__name__
+sys.__stdout__.write(f"{outcome}|{now.getvalue().strip()}")
+"""
+
+
+@pytest.mark.parametrize("imported, outcome", [("dvc", "LoggingException"),
+                                               ("settings", "initialised")])
+def test_dvc_logs_to_the_current_stdout_after_the_one_it_was_imported_with_closed(
+        tmp_path, imported, outcome):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "config"), "DRIFTLINE_PRELOAD": "1"}
+    out = subprocess.run([sys.executable, "-c", DVC_AFTER_STDOUT_CLOSED, str(tmp_path / "r"),
+                          imported], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    got, printed = out.stdout.split("|", 1)
+    assert got == outcome, out.stderr[-2000:]
+    if outcome == "initialised":
+        assert "Initialized DVC repository" in printed
+        assert (tmp_path / "r" / ".dvc" / "config").exists()

@@ -1,5 +1,7 @@
 """The whole loop through a real Airflow scheduler, triggerer, dag-processor and api-server, on
-both shipped packs at once.
+both shipped packs at once, on each tier: ``sqlite`` (LocalExecutor on SQLite) and
+``postgres-celery`` (CeleryExecutor with two workers, PostgreSQL, Redis; started and stopped
+here). The DAGs are the same on both.
 
 Per pack: ingest (backfill) → manual train → gate → deploy → later data → monitor (backfill) →
 retrain policy sensor in the triggerer → drift-triggered train → gate → deploy or refuse. Both
@@ -12,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -26,12 +29,27 @@ from driftline.scoring import request_rows
 from driftline.serving.paths import router_url
 from driftline.serving.probe import free_ports
 
-from tests.helpers import ROOT, TEST_CONFIG, workspace_at
+from tests.helpers import (
+    LOOPBACK,
+    ROOT,
+    TEST_CONFIG,
+    group_pids,
+    listening_sockets,
+    workspace_at,
+)
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from airflow_stack import AirflowStack, airflow_env
+from airflow_stack import CELERY_WORKERS, AirflowStack, airflow_env
+from services import running_services, services_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.nginx]
+
+TIERS = ["sqlite", pytest.param("postgres-celery", marks=[pytest.mark.postgres,
+                                                          pytest.mark.redis])]
+RECEIVED = re.compile(r"Task [\w.]+\[([0-9a-f-]{36})\] received")
+"""A Celery worker's log line for a task it took from the broker (its Celery task id)."""
+LOADED = re.compile(r"Loaded executor: :?(\w+)")
+"""The scheduler's log line naming its executor."""
 
 # (pack, history span, the later month monitored)
 SCENARIOS = {
@@ -42,26 +60,33 @@ SCENARIOS = {
 }
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e")
+@pytest.fixture(scope="module", params=TIERS)
+def stack(request, tmp_path_factory):
+    tier = request.param
+    root = tmp_path_factory.mktemp(f"e2e-{tier}")
     api_port, worker_logs, trigger_logs = free_ports(3)
-    env = airflow_env(ROOT, root / "airflow", root / "driftline", port=api_port, extra={
+    extra = {
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_logs),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_logs),
         "DRIFTLINE_CONFIG": str(TEST_CONFIG),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root}/airflow/airflow.db",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "DRIFTLINE_PRELOAD": "1",
-    })
+    }
+    if tier == "sqlite":  # the session's own SQLite database is in the inherited environment
+        extra["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{root}/airflow/airflow.db"
+    env = airflow_env(ROOT, root / "airflow", root / "driftline", port=api_port, extra=extra,
+                      tier=tier)
     stack = AirflowStack(env)
     stack.init()
     stack.start()
     try:
-        stack.wait_healthy()
+        # seven processes (nine with the Celery workers) importing Airflow at once take
+        # minutes on 2 busy cores
+        stack.wait_healthy(timeout=600)
         yield stack, root / "driftline"
     finally:
         stack.stop()
+        assert running_services(stack.home) == {}, "PostgreSQL or Redis left running"
         from driftline.serving.bluegreen import stop_serving
 
         stop_serving(workspace_at(root / "driftline").settings)
@@ -170,6 +195,56 @@ def test_both_packs_run_the_whole_loop_through_the_real_scheduler(loops):
         live = Registry(ws.registry_dir, ws.model_name).champion().version
         assert (body["pack"], body["model_version"]) == (ws.name, live)
         assert len(body["predictions"]) == 3
+
+
+def _succeeded(stack) -> list[str | None]:
+    """From the stack's own metadata database: the executor's id (Celery's task id) of
+    every task instance that succeeded."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(stack.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    try:
+        with engine.connect() as db:
+            return list(db.execute(text(
+                "SELECT external_executor_id FROM task_instance WHERE state = 'success'"
+            )).scalars())
+    finally:
+        engine.dispose()
+
+
+def test_each_tier_ran_on_its_own_database_and_executor(stack, loops):
+    """The loop above ran on the tier's own metadata database, through its executor; on
+    postgres-celery every task that succeeded went through one of the two Celery workers,
+    both took tasks, and nothing (PostgreSQL and Redis included) listens beyond loopback or
+    writes their passwords into a log."""
+    stack, _ = stack
+    ran = _succeeded(stack)
+    executors = set(LOADED.findall((stack.log_dir / "scheduler.log").read_text()))
+    assert len(ran) > 50, ran  # both packs' backfills, trains, monitors
+    conn = stack.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    leaders = list(stack.pids().values())
+    listening = listening_sockets(group_pids(leaders))
+    assert ("0100007F", stack.port) in listening
+    assert {a for a, _ in listening} <= LOOPBACK, f"listening beyond loopback: {listening}"
+    if stack.tier == "sqlite":
+        assert conn == f"sqlite:///{stack.home}/airflow.db"
+        assert executors == {"LocalExecutor"} and set(ran) == {None}
+        assert not (stack.home / "postgres").exists()
+        return
+    services = services_of(stack.home)
+    assert conn == services.sql_alchemy_conn and not (stack.home / "airflow.db").exists()
+    assert executors == {"CeleryExecutor"}
+    assert {("0100007F", services.postgres_port), ("0100007F", services.redis_port)} \
+        <= listening
+    received = {n: set(RECEIVED.findall((stack.log_dir / f"celery-worker-{n}.log").read_text()))
+                for n in range(1, CELERY_WORKERS + 1)}
+    assert all(received.values()), {n: len(ids) for n, ids in received.items()}
+    assert set(ran) <= set().union(*received.values())
+    secrets = (services.postgres_password, services.redis_password)
+    for log in stack.log_dir.rglob("*"):
+        if log.is_file():
+            text = log.read_text(errors="replace")
+            assert not any(secret in text for secret in secrets), log
 
 
 @pytest.mark.browser

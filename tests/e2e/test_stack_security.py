@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from driftline.serving.probe import free_ports
 
-from tests.helpers import ROOT, TEST_CONFIG, socket_inodes
+from tests.helpers import LOOPBACK, ROOT, TEST_CONFIG, group_pids, listening_sockets
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from airflow_stack import AirflowStack, airflow_env, group_members
@@ -67,35 +67,8 @@ def test_connection_passwords_are_encrypted_with_the_stacks_fernet_key(stack):
     assert "s3cret-probe" in got.stdout  # the stack itself can read it back
 
 
-def _listening(pids: set[int]) -> set[tuple[str, int]]:
-    """(address, port) of every TCP socket in LISTEN state held by ``pids``."""
-    inodes = set().union(*(socket_inodes(pid) for pid in pids))
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                address, port = fields[1].split(":")
-                found.add((address, int(port, 16)))
-    return found
-
-
-def _group_pids(leaders: list[int]) -> set[int]:
-    pids = set()
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            if os.getpgid(int(proc.name)) in leaders:
-                pids.add(int(proc.name))
-        except OSError:
-            continue
-    return pids
-
-
-LOOPBACK = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1 (as /proc shows)
-
-
 def test_nothing_the_stack_starts_listens_beyond_loopback(stack):
-    listening = _listening(_group_pids(list(stack.running().values())))
+    listening = listening_sockets(group_pids(list(stack.running().values())))
     assert ("0100007F", stack.port) in listening  # the api-server, seen by this check
     exposed = {(addr, port) for addr, port in listening if addr not in LOOPBACK}
     assert not exposed, f"listening beyond loopback: {exposed}"
