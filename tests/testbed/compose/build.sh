@@ -42,7 +42,9 @@ build_base() {
   [[ $(id -u) == 0 ]] || unavailable "debootstrap needs root"
   local work
   work=$(mktemp -d "$CACHE_ROOT/rootfs.XXXXXX")
-  trap 'rm -rf "$work"' RETURN
+  # removed when this function returns; the trap clears itself (a RETURN trap is global: left
+  # set, it would fire again when main returns, with $work out of scope, and fail the script)
+  trap 'rm -rf "$work"; trap - RETURN' RETURN
   log "debootstrap $SUITE ($PACKAGES) from $MIRROR (cold: ~5 min)"
   debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$work/rootfs" "$MIRROR" \
     > "$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log" >&2; exit 1; }

@@ -38,6 +38,10 @@ class ComposeUnavailable(RuntimeError):
     build.sh exited 3); the message says which."""
 
 
+class BuildFailed(RuntimeError):
+    """build.sh failed (any exit status but 0 and 3); the message ends with its log."""
+
+
 def docker_problem() -> str | None:
     """Why the compose tier cannot run here; None when it can."""
     missing = [tool for tool in ("dockerd", "docker", "docker-compose", "debootstrap")
@@ -103,14 +107,14 @@ class DockerDaemon:
 
 def build_images(daemon: DockerDaemon) -> str:
     """Run build.sh against ``daemon``; its log (stderr). Raises :class:`ComposeUnavailable`
-    on its exit status 3, ``CalledProcessError`` on any other failure."""
+    on its exit status 3, :class:`BuildFailed` (with the log's end) on any other failure."""
     proc = subprocess.run(["bash", str(BUILD)], env=daemon.env, capture_output=True, text=True,
                           check=False)
     if proc.returncode == 3:
         raise ComposeUnavailable(proc.stderr.strip().splitlines()[-1])
     if proc.returncode != 0:
-        raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout,
-                                            proc.stderr[-4000:])
+        raise BuildFailed(f"{BUILD} exited {proc.returncode}; the end of its log:\n"
+                          f"{proc.stderr[-4000:]}")
     return proc.stderr
 
 
