@@ -103,26 +103,29 @@ def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
     return text.removeprefix("Skipped: ")
 
 
+def _chromium_problem() -> str | None:
+    from tests.browser import chromium_problem
+
+    return chromium_problem()
+
+
+def _moto_problem() -> str | None:
+    from tests.s3_server import moto_problem
+
+    return moto_problem()
+
+
+PROBLEM_CHECKS = {"nginx": nginx_problem, "browser": _chromium_problem,
+                  "postgres": postgres_problem, "redis": redis_problem, "s3": _moto_problem}
+"""Marker → what says why its component cannot run (None: it can), checked before each
+test that carries the marker."""
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("nginx"):
-        problem = nginx_problem()
-        require_component("nginx", problem is None, problem or "")
-    if item.get_closest_marker("browser"):
-        from tests.browser import chromium_problem
-
-        problem = chromium_problem()
-        require_component("a headless Chromium", problem is None, problem or "")
-    if item.get_closest_marker("postgres"):
-        problem = postgres_problem()
-        require_component("a PostgreSQL 15 server", problem is None, problem or "")
-    if item.get_closest_marker("redis"):
-        problem = redis_problem()
-        require_component("a Redis server", problem is None, problem or "")
-    if item.get_closest_marker("s3"):
-        from tests.s3_server import moto_problem
-
-        problem = moto_problem()
-        require_component("an S3-compatible server", problem is None, problem or "")
+    for marker, problem_of in PROBLEM_CHECKS.items():
+        if item.get_closest_marker(marker):
+            problem = problem_of()
+            require_component(COMPONENT_MARKERS[marker], problem is None, problem or "")
 
 
 @pytest.hookimpl(wrapper=True)
